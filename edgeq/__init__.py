@@ -1,0 +1,1 @@
+"""edgeq: edge INT8 export compiler for Ultralytics YOLO detectors."""

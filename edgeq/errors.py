@@ -1,0 +1,41 @@
+"""User-facing errors: one line naming the problem and the fix, exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+
+class EdgeqError(Exception):
+    """A mistake the user can fix. The CLI prints `error: <problem> Fix: <fix>` and exits with `exit_code`."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem.rstrip(".")
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.problem}. Fix: {self.fix}" if self.fix else f"{self.problem}."
+
+
+class MissingDependencyError(EdgeqError):
+    """A backend's heavy dependency is not installed."""
+
+    def __init__(self, target: str, extra: str, modules: list[str]) -> None:
+        super().__init__(
+            f"target '{target}' needs {', '.join(modules)}, which is not installed",
+            f"pip install 'edgeq[{extra}]'",
+        )
+
+
+class StageError(EdgeqError):
+    """An external tool (converter, quantizer, compiler) failed; its log is kept beside the report."""
+
+    def __init__(self, stage: str, detail: str, log_path: str | None = None) -> None:
+        where = f" (log: {log_path})" if log_path else ""
+        super().__init__(f"stage '{stage}' failed: {detail}{where}", "read the log; if the model is valid, report it")
+
+
+class AccuracyGateError(EdgeqError):
+    """--max-drop was exceeded: the artifacts were written, but CI should fail."""
+
+    exit_code = 3

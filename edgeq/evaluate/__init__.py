@@ -1,0 +1,1 @@
+"""Runtime-agnostic evaluation: host decode, NMS and COCO mAP in numpy, the same for every artifact."""

@@ -1,0 +1,159 @@
+"""Model intake: an Ultralytics detection checkpoint or model YAML -> FP32 ONNX body and full model.
+
+We export only the body (input to the per-scale head convolutions) from PyTorch and append our own decode
+head (`edgeq.head`), so every target sees the same named, detachable head whatever the Ultralytics version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeq.errors import EdgeqError
+from edgeq.head import INPUT_NAME, HeadLayout, HeadSpec, attach_head
+
+ONNX_OPSET = 17  # accepted by onnx2tf, OpenVINO, ONNX Runtime and TensorRT 8.6-10.x alike
+_MODEL_FIX = "pass --model PATH to an Ultralytics detection checkpoint (.pt) or model YAML (YOLOv8/YOLO11 Detect head)"
+_ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Sigmoid", "GELU", "Mish", "Tanh")
+
+
+@dataclass
+class Detector:
+    """A loaded, BN-fused FP32 detector and what the decode head needs to know about it."""
+
+    source: Path
+    module: object  # ultralytics DetectionModel (torch.nn.Module), eval mode
+    head: HeadSpec
+    activations: dict[str, int]  # activation module types in the body, with counts
+    trained: bool  # False for a model YAML: random weights, mAP is meaningless
+
+    @property
+    def main_activation(self) -> str:
+        body = {k: v for k, v in self.activations.items() if k != "Sigmoid"}
+        return max(body, key=body.get) if body else "none"
+
+
+@dataclass(frozen=True)
+class OnnxModels:
+    body: Path  # images -> box_i, cls_i (per-scale logits)
+    full: Path  # images -> output0, decode head attached in pixel units
+
+
+def load_detector(path: Path, imgsz: int) -> Detector:
+    """Load and validate; every user mistake becomes a one-line EdgeqError."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeqError(f"model file '{path}' does not exist", _MODEL_FIX)
+    if path.suffix.lower() not in (".pt", ".yaml", ".yml"):
+        raise EdgeqError(f"model '{path}' is neither a .pt checkpoint nor a model .yaml", _MODEL_FIX)
+    _check_imgsz(imgsz)
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics.nn import tasks
+
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    if path.suffix.lower() == ".pt":
+        try:
+            with quiet:
+                model, _ = tasks.load_checkpoint(str(path), device="cpu", fuse=True)
+        except Exception as exc:  # torch/pickle raise many types for a corrupt or foreign file
+            raise EdgeqError(f"could not read '{path}' as an Ultralytics checkpoint ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})", _MODEL_FIX) from None
+        trained = True
+    else:
+        try:
+            cfg = tasks.yaml_model_load(str(path))
+            task = tasks.guess_model_task(cfg)
+        except Exception as exc:
+            raise EdgeqError(f"could not parse model YAML '{path}' ({type(exc).__name__})", _MODEL_FIX) from None
+        if task != "detect":
+            raise EdgeqError(f"'{path}' describes a {task} model; edgeq exports detection models only", _MODEL_FIX)
+        with quiet:
+            model = tasks.DetectionModel(cfg, verbose=False).fuse(verbose=False).eval()
+        trained = False
+    head = _detect_head(model, path)
+    strides = tuple(int(s) for s in head.stride.tolist())
+    if imgsz % max(strides):
+        raise EdgeqError(f"input size {imgsz} is not a multiple of the model's largest stride {max(strides)}",
+                         f"use --imgsz {round(imgsz / max(strides)) * max(strides) or max(strides)}")
+    names = getattr(model, "names", None) or {i: str(i) for i in range(head.nc)}
+    names = tuple(names[i] for i in range(head.nc)) if isinstance(names, dict) else tuple(names)
+    acts = Counter(type(m).__name__ for _, m in model.model[:-1].named_modules(remove_duplicate=False)
+                   if type(m).__name__ in _ACTIVATIONS)  # Conv.default_act is one shared instance
+    spec = HeadSpec(nc=int(head.nc), reg_max=int(head.reg_max), strides=strides, imgsz=imgsz, names=names)
+    return Detector(source=path, module=model.float().eval(), head=spec, activations=dict(acts), trained=trained)
+
+
+def _check_imgsz(imgsz: int) -> None:
+    if imgsz <= 0 or imgsz % 32:
+        suggestion = max(32, round(imgsz / 32) * 32)
+        raise EdgeqError(f"input size {imgsz} is not a positive multiple of 32", f"use --imgsz {suggestion}")
+
+
+def _detect_head(model, path: Path):
+    head = model.model[-1] if hasattr(model, "model") else None
+    kind = type(head).__name__ if head is not None else type(model).__name__
+    if kind != "Detect":
+        task = {"Segment": "segmentation", "Pose": "pose", "OBB": "oriented-box", "Classify": "classification",
+                "v10Detect": "YOLOv10 (NMS-free)"}.get(kind, kind)
+        raise EdgeqError(f"'{path}' is a {task} model (head {kind}), not a YOLO detection model", _MODEL_FIX)
+    if getattr(head, "cv2", None) is None:
+        raise EdgeqError(f"'{path}' has no one-to-many detection branch (fused end-to-end head)",
+                         "export from the unfused training checkpoint")
+    return head
+
+
+class _Body:
+    """The Ultralytics graph up to and including the per-scale head convolutions, as a torch module."""
+
+    def __new__(cls, model):
+        import torch
+
+        class Body(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x):
+                layers, saved = self.m.model, []
+                for layer in layers[:-1]:
+                    if layer.f != -1:
+                        x = saved[layer.f] if isinstance(layer.f, int) else [x if j == -1 else saved[j]
+                                                                             for j in layer.f]
+                    x = layer(x)
+                    saved.append(x if layer.i in self.m.save else None)
+                head = layers[-1]
+                feats = [x if j == -1 else saved[j] for j in head.f]
+                outs = []
+                for i in range(head.nl):
+                    outs += [head.cv2[i](feats[i]), head.cv3[i](feats[i])]
+                return tuple(outs)
+
+        return Body(model).eval()
+
+
+def export_onnx(detector: Detector, out_dir: Path) -> OnnxModels:
+    """Write `<stem>-body.onnx` and `<stem>-fp32.onnx` (static shapes, batch 1, opset 17)."""
+    import warnings
+
+    import onnx
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = detector.source.stem
+    body_path, full_path = out_dir / f"{stem}-body.onnx", out_dir / f"{stem}-fp32.onnx"
+    spec = detector.head
+    dummy = torch.zeros(1, 3, spec.imgsz, spec.imgsz)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Body(detector.module), (dummy,), str(body_path), opset_version=ONNX_OPSET,
+                          input_names=[INPUT_NAME], output_names=spec.body_outputs, dynamo=False,
+                          do_constant_folding=True)
+    body = onnx.load(str(body_path))
+    onnx.checker.check_model(body)
+    onnx.save(attach_head(body, spec, HeadLayout.PIXEL), str(full_path))
+    return OnnxModels(body=body_path, full=full_path)

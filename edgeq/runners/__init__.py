@@ -1,0 +1,36 @@
+"""Runners execute one artifact: load once, infer many times, close (Polygraphy's activate/infer/deactivate).
+
+Every runner takes the same input, a float32 NCHW batch in [0, 1] produced by `edgeq.data.preprocess`, and
+returns float32 outputs keyed by the canonical output names (`output0`, or `box_0`, `cls_0`, ... for a
+detached head). Quantized I/O is the runner's business: it quantizes inputs and dequantizes outputs itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+class Runner(ABC):
+    runtime: str = "?"  # shown in reports: "onnxruntime 1.31", "openvino 2026.4", ...
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @abstractmethod
+    def load(self) -> None: ...
+
+    @abstractmethod
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:
+        """Release the runtime's resources (most runtimes need nothing)."""
+
+    def __enter__(self) -> Runner:
+        self.load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

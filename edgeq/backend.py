@@ -98,6 +98,10 @@ class Backend(ABC):
     def build(self, job: Job) -> list[Artifact]:
         """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)."""
 
+    def runner_for(self, path: Path) -> Runner | None:
+        """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""
+        return None
+
 
 BROKEN_PLUGINS: dict[str, str] = {}  # entry point -> why it failed to load (shown by `edgeq targets`)
 

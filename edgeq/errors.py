@@ -31,8 +31,13 @@ class StageError(EdgeqError):
     """An external tool (converter, quantizer, compiler) failed; its log is kept beside the report."""
 
     def __init__(self, stage: str, detail: str, log_path: str | None = None) -> None:
+        self.stage, self.detail, self.log_path = stage, detail, log_path
         where = f" (log: {log_path})" if log_path else ""
         super().__init__(f"stage '{stage}' failed: {detail}{where}", "read the log; if the model is valid, report it")
+
+    def moved_log(self, new_path: str) -> StageError:
+        """The same error, pointing at where the pipeline kept the log."""
+        return StageError(self.stage, self.detail, new_path)
 
 
 class AccuracyGateError(EdgeqError):

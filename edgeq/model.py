@@ -153,7 +153,12 @@ def export_onnx(detector: Detector, out_dir: Path) -> OnnxModels:
         torch.onnx.export(_Body(detector.module), (dummy,), str(body_path), opset_version=ONNX_OPSET,
                           input_names=[INPUT_NAME], output_names=spec.body_outputs, dynamo=False,
                           do_constant_folding=True)
-    body = onnx.load(str(body_path))
+    import onnxslim
+
+    # onnxslim folds the constant arithmetic the tracer leaves (C2f's chunk becomes a Slice with computed
+    # ends), so every tensor gets a static shape that checkers, converters and DLA rules can read.
+    body = onnx.shape_inference.infer_shapes(onnxslim.slim(onnx.load(str(body_path))))
     onnx.checker.check_model(body)
+    onnx.save(body, str(body_path))
     onnx.save(attach_head(body, spec, HeadLayout.PIXEL), str(full_path))
     return OnnxModels(body=body_path, full=full_path)

@@ -145,9 +145,9 @@ def _clutter(img: np.ndarray, rng: np.random.Generator, imgsz: int, n_lines: int
                         _rand_colour(rng), int(rng.integers(1, 4)), cv2.LINE_AA)
     for _ in range(n_blobs):  # small irregular blobs, well under the smallest object size
         centre = rng.uniform(0, s, 2)
-        k = int(rng.integers(5, 9))
+        k = int(rng.integers(7, 13))  # many lumpy vertices: never a clean triangle, square or star
         theta = np.sort(rng.uniform(0, 2 * math.pi, k))
-        rad = rng.uniform(0.008, 0.035, k) * s
+        rad = rng.uniform(0.006, 0.03, k) * s
         pts = np.stack([centre[0] + rad * np.cos(theta), centre[1] + rad * np.sin(theta)], axis=1)
         cv2.fillPoly(img, [pts.round().astype(np.int32)], _rand_colour(rng), cv2.LINE_AA)
 
@@ -208,7 +208,7 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
     while len(objects) < n_want and tries < n_want * 6:
         tries += 1
         cls = int(rng.integers(0, len(CLASS_NAMES)))
-        frac = rng.uniform(0.08, 0.16) if rng.random() < 0.3 else rng.uniform(0.14, 0.45)
+        frac = rng.uniform(0.09, 0.16) if rng.random() < 0.3 else rng.uniform(0.14, 0.45)
         size = float(frac) * s
         over = 0.12 * size  # how far a shape may poke out of the image
         cx = float(rng.uniform(size / 2 - over, s - size / 2 + over))

@@ -1,0 +1,89 @@
+"""OpenVINO backend: NNCF PTQ with the decode head kept in FP32 through NNCF's ignored scope.
+
+NNCF's CPU configuration quantizes weights per-channel and activations per-tensor. The head's DFL softmax,
+sigmoid and box arithmetic are excluded by name (`edgeq_head/...`) when `detach_head` is on: boxes in
+pixels and scores in 0..1 never share an INT8 range, at the cost of a few float ops on the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from edgeq.backend import Artifact, Backend, BackendOptions, Job
+from edgeq.head import HEAD_PREFIX, HeadLayout
+from edgeq.progress import bar
+from edgeq.rules import Finding, RuleTable
+from edgeq_openvino.runner import OpenVINORunner
+
+RULES = Path(__file__).parent / "rules" / "openvino.yaml"
+
+
+class OpenVINOOptions(BackendOptions):
+    preset: Literal["performance", "mixed"] = "mixed"  # mixed: asymmetric activations (SiLU goes negative)
+    subset_size: int = 300  # calibration images NNCF uses (capped by calibration.images)
+    fast_bias_correction: bool = True
+    detach_head: bool = True  # decode head out of quantization (NNCF ignored scope)
+    compare_attached_head: bool = True  # also build the fully quantized variant for the report
+
+
+class OpenVINOBackend(Backend):
+    family = "openvino"
+    extra = "openvino"
+    requires = ("openvino", "nncf")
+    targets = {"openvino": "Intel CPU through OpenVINO: FP32 IR + NNCF INT8 IR (per-channel weights)"}
+
+    def options_model(self, target: str) -> type[BackendOptions]:
+        return OpenVINOOptions
+
+    def check(self, job: Job) -> list[Finding]:
+        import onnx
+
+        from edgeq.graph import onnx_layers
+
+        return RuleTable.load(RULES).evaluate(onnx_layers(onnx.load(str(job.full_onnx))))
+
+    def build(self, job: Job) -> list[Artifact]:
+        import openvino as ov
+
+        opts: OpenVINOOptions = job.options
+        fp32 = ov.convert_model(str(job.full_onnx))
+        fp32_path = job.staging / "openvino-fp32" / "model.xml"
+        ov.save_model(fp32, str(fp32_path), compress_to_fp16=False)
+        artifacts = [self._artifact("openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
+        variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
+            if opts.detach_head else []
+        if opts.compare_attached_head or not opts.detach_head:
+            variants.append((False, "int8-attached-head", "int8",
+                             "INT8 including the decode head (boxes and scores share INT8 ranges)"))
+        for detach, variant, precision, note in variants:
+            path = job.staging / f"openvino-{variant}" / "model.xml"
+            ov.save_model(self._quantize(ov.convert_model(str(job.full_onnx)), job, detach), str(path),
+                          compress_to_fp16=False)
+            artifacts.append(self._artifact(f"openvino-{variant}", variant, path, precision,
+                                            f"{note}; {opts.preset} preset"))
+        return artifacts
+
+    def runner_for(self, path: Path) -> OpenVINORunner | None:
+        return OpenVINORunner(path) if path.suffix.lower() == ".xml" else None
+
+    def _artifact(self, name: str, variant: str, path: Path, precision: str, note: str) -> Artifact:
+        return Artifact(name=name, target="openvino", variant=variant, path=path, precision=precision,
+                        layout=HeadLayout.PIXEL, status="measured", note=note,
+                        open_runner=lambda: OpenVINORunner(path), measure_latency=True)
+
+    def _quantize(self, model, job: Job, detach_head: bool):
+        import logging
+
+        import nncf
+
+        nncf.set_log_level(logging.WARNING)
+
+        opts: OpenVINOOptions = job.options
+        subset = min(opts.subset_size, len(job.calibration))
+        images = bar(job.calibration[:subset], desc=f"calibrate ({'fp32 head' if detach_head else 'all int8'})",
+                     enabled=job.progress, total=subset)
+        ignored = nncf.IgnoredScope(patterns=[f"{HEAD_PREFIX}.*"]) if detach_head else None
+        preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+        return nncf.quantize(model, nncf.Dataset(list(images)), preset=preset[opts.preset], subset_size=subset,
+                             fast_bias_correction=opts.fast_bias_correction, ignored_scope=ignored)

@@ -1,0 +1,31 @@
+"""OpenVINO CPU runner."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edgeq.runners import Runner
+
+
+class OpenVINORunner(Runner):
+    def load(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        # f32 precision hint: on AMX/AVX512-BF16 CPUs OpenVINO would otherwise run "FP32" models in bf16,
+        # and the FP32 figures (and the FP32 head of INT8 models) would not be FP32.
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": os.cpu_count() or 1}
+        self.compiled = core.compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.names = [o.get_any_name() for o in self.compiled.outputs]
+        self.runtime = f"openvino {ov.__version__.split('-')[0]}"
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.request.infer({0: images})
+        return {name: result[output] for name, output in zip(self.names, self.compiled.outputs)}
+
+    def close(self) -> None:
+        self.request = self.compiled = None

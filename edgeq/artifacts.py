@@ -1,0 +1,62 @@
+"""Open an artifact made anywhere (ours, `yolo export`, ...) for `edgeq eval`: pick a runner, find its head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeq.backend import discover
+from edgeq.data import Dataset
+from edgeq.errors import EdgeqError
+from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
+from edgeq.runners import Runner
+
+
+def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path | None,
+             dataset: Dataset) -> tuple[Runner, HeadSpec]:
+    if not path.exists():
+        raise EdgeqError(f"artifact '{path}' does not exist", "pass the path of an exported model")
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        from edgeq.model import load_detector
+        from edgeq.runners.torch import TorchRunner
+
+        detector = load_detector(path, imgsz or 640)
+        return TorchRunner(detector.module), detector.head
+    if suffix == ".onnx":
+        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+        runner: Runner = OnnxRuntimeRunner(path)
+        imgsz = imgsz or _onnx_input_size(path)
+    else:
+        runner = next((r for b in {id(b): b for b in discover().values()}.values()
+                       if (r := b.runner_for(path)) is not None), None)
+        if runner is None:
+            raise EdgeqError(f"no installed backend runs '{path.name}'",
+                             "install the backend's extra (see `edgeq targets`) or pass a .onnx/.pt file")
+    imgsz = imgsz or 640
+    if head_json:
+        head = HeadSpec.from_json(head_json)
+    elif layout is HeadLayout.DETACHED:
+        raise EdgeqError("a detached artifact needs its head parameters", "pass --head-json <artifact>-head.json")
+    else:  # decoded output: nc from the output width; strides do not matter for decoded boxes
+        with runner:
+            import numpy as np
+
+            out = runner.infer(np.zeros((1, 3, imgsz, imgsz), np.float32))
+        if OUTPUT_NAME not in out and len(out) != 1:
+            raise EdgeqError(f"'{path.name}' has outputs {list(out)}, not one decoded output",
+                             "use --layout detached --head-json for per-scale outputs")
+        nc = next(iter(out.values())).shape[1] - 4 if OUTPUT_NAME not in out else out[OUTPUT_NAME].shape[1] - 4
+        if dataset.names and len(dataset.names) != nc:
+            raise EdgeqError(f"'{path.name}' predicts {nc} classes but the dataset has {len(dataset.names)}",
+                             "evaluate with the dataset the model was trained on")
+        head = HeadSpec(nc=nc, reg_max=16, strides=(8, 16, 32), imgsz=imgsz, names=dataset.names or
+                        tuple(str(i) for i in range(nc)))
+    return runner, head
+
+
+def _onnx_input_size(path: Path) -> int | None:
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return dims[-1].dim_value or None if len(dims) == 4 else None

@@ -1,0 +1,165 @@
+"""`edgeq` command line. Exit codes: 0 ok, 2 bad input or usage, 3 --max-drop exceeded."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeq.errors import EdgeqError
+
+EXPORT_EPILOG = """\
+examples:
+  edgeq export --target openvino                      the embedded demo: synthetic data, demo detector, 320 px
+  edgeq export --recipe intel-cpu-openvino --model best.pt --data data.yaml --out out/ov
+  edgeq export --target openvino --set options.preset=performance --max-drop 1.0
+  edgeq export --recipe jetson-orin-nano-dla --no-gpu-fallback
+
+The output folder gets the artifacts, report.md (the table), report.json and report.png. Nothing is written
+there until the whole export succeeded; an existing folder is only replaced with --force.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeq", description="Export YOLO detectors to edge targets in INT8: check the target's rules, "
+        "quantize, emit deployable artifacts and an accuracy report (FP32 vs every artifact).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", type=Path, help="caches (demo data, Ultralytics settings); "
+                        "default $EDGEQ_CACHE or ~/.cache/edgeq")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export = sub.add_parser("export", help="check, quantize, emit and evaluate for one target",
+                            epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
+    which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
+    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml (default: the demo detector)")
+    export.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
+    export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default 640; demo 320)")
+    export.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<target>)")
+    export.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
+    export.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
+    export.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe key, e.g. --set options.preset=performance (repeatable)")
+    export.add_argument("--max-drop", type=float, help="exit 3 if any INT8 artifact loses more mAP50-95 points")
+    export.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
+    fallback = export.add_mutually_exclusive_group()
+    fallback.add_argument("--allow-cpu-fallback", dest="allow_fallback", action="store_const", const=True,
+                          help="accept ops that fall back off the accelerator (Edge TPU: to the CPU)")
+    fallback.add_argument("--no-gpu-fallback", dest="allow_fallback", action="store_const", const=False,
+                          help="refuse layers the accelerator cannot run (DLA: no GPU fallback)")
+    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    evaluate = sub.add_parser("eval", help="evaluate any artifact (ours or from `yolo export`) on a dataset",
+                              epilog="example: edgeq eval yolov8n.onnx --data data.yaml --val-images 500",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("artifact", type=Path, help=".pt, .onnx, OpenVINO .xml, or any file a backend runs")
+    evaluate.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
+    evaluate.add_argument("--imgsz", type=int, help="input size (default: read from the artifact, else 640)")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--val-images", type=int, default=300)
+    evaluate.add_argument("--layout", choices=["pixel", "normalized", "detached"], default="pixel",
+                          help="what the outputs hold: decoded boxes in pixels (yolo export), normalized, or "
+                               "raw per-scale logits (needs --head-json)")
+    evaluate.add_argument("--head-json", type=Path, help="head parameters shipped beside a detached artifact")
+    evaluate.add_argument("--latency-runs", type=int, default=0, help="also time N runs (median)")
+    evaluate.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("targets", help="list targets, their backend families and missing extras")
+    recipes = sub.add_parser("recipes", help="list shipped recipes, or show one resolved")
+    recipes.add_argument("name", nargs="?", help="show this recipe with extends: resolved")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cache_dir:
+        from edgeq.env import set_cache_dir
+
+        set_cache_dir(args.cache_dir)
+    try:
+        return {"export": _export, "eval": _eval, "targets": _targets, "recipes": _recipes}[args.command](args)
+    except EdgeqError as exc:
+        print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgeq: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _export(args) -> int:
+    from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
+    from edgeq.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
+        "model": args.model, "data": args.data, "imgsz": args.imgsz, "calibration.images": args.calib_images,
+        "evaluation.images": args.val_images, "max_drop": args.max_drop})
+    out = args.out or Path("edgeq-out") / recipe.target
+    report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
+                                      progress=not args.no_progress))
+    print(report.table())
+    print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
+    enforce_max_drop(report, recipe.max_drop)
+    return 0
+
+
+def _eval(args) -> int:
+    from edgeq.artifacts import open_any
+    from edgeq.data import load_dataset, subsample
+    from edgeq.evaluate.evaluator import EvalSet, evaluate, median_latency_ms
+    from edgeq.head import HeadLayout
+
+    data_path = Path(args.data) if args.data else None
+    if data_path is None:
+        from edgeq import demo
+
+        data_path = demo.demo_dataset(train=1, val=args.val_images)
+    dataset = load_dataset(data_path)
+    runner, head = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset)
+    eval_set = EvalSet(subsample(dataset.images(args.split), args.val_images), head.nc)
+    with runner:
+        result = evaluate(runner, HeadLayout(args.layout), head, eval_set, desc=args.artifact.name,
+                          progress=not args.no_progress)
+        latency = None
+        if args.latency_runs:
+            from edgeq.data import preprocess, read_image
+
+            latency = median_latency_ms(runner, preprocess(read_image(eval_set.images[0]), head.imgsz)[0],
+                                        args.latency_runs)
+        print("| artifact | runtime | images | mAP50-95 | mAP50 | latency |\n|---|---|---:|---:|---:|---:|")
+        print(f"| {args.artifact.name} | {runner.runtime} | {result.images} | {result.map50_95:.2f} | "
+              f"{result.map50:.2f} | {'' if latency is None else f'{latency:.1f} ms'} |")
+    return 0
+
+
+def _targets(args) -> int:
+    from edgeq.backend import BROKEN_PLUGINS, discover
+
+    print("| target | family | ready | description |\n|---|---|---|---|")
+    for target, backend in sorted(discover().items()):
+        missing = backend.missing()
+        ready = "yes" if not missing else f"no: pip install 'edgeq[{backend.extra}]' ({', '.join(missing)} missing)"
+        print(f"| {target} | {backend.family} | {ready} | {backend.targets[target]} |")
+    for name, why in BROKEN_PLUGINS.items():
+        print(f"| ({name}) | plugin failed to load | no | {why} |")
+    return 0
+
+
+def _recipes(args) -> int:
+    import yaml
+
+    from edgeq.recipe import _read, available
+
+    if args.name:
+        print(yaml.safe_dump(_read(args.name), sort_keys=False).rstrip())
+        return 0
+    print("| recipe | target | description |\n|---|---|---|")
+    for name, path in sorted(available().items()):
+        data = _read(name)
+        print(f"| {name} | {data.get('target', '?')} | {' '.join(str(data.get('description', '')).split())} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

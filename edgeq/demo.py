@@ -1,0 +1,40 @@
+"""The embedded default: a small detector trained on synthetic shapes, and the generator of its data.
+
+With no --model/--data, `edgeq export` uses these, so a new user sees the whole job with nothing to download.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from edgeq.env import cache_dir
+
+ASSETS = Path(__file__).parent / "assets"
+DEMO_IMGSZ = 320
+DEMO_SEED = 0  # the demo weights were trained on seed-1000 images, so seed-0 data is unseen
+
+
+def demo_model(activation: str = "silu") -> Path:
+    return ASSETS / f"demo-yolov8n-{activation}-{DEMO_IMGSZ}.pt"
+
+
+def demo_dataset(train: int, val: int) -> Path:
+    """Generate (once, into the cache) the synthetic dataset; returns its data.yaml."""
+    from edgeq.synthetic import generate_dataset
+
+    root = cache_dir() / "demo-data" / f"seed{DEMO_SEED}-{DEMO_IMGSZ}px-train{train}-val{val}"
+    if (root / "data.yaml").exists():
+        return root / "data.yaml"
+    partial = root.with_name(root.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=DEMO_SEED, progress=True)
+    partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind
+    data_yaml = root / "data.yaml"
+    config = yaml.safe_load(data_yaml.read_text())
+    config["path"] = str(root)  # the generator wrote the partial folder's absolute path
+    data_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    return data_yaml

@@ -1,0 +1,273 @@
+"""One export, in one direction: recipe -> model -> ONNX -> backend (check, build) -> evaluate -> report.
+
+Everything is written into a staging folder beside the output and moved into place only when the whole job
+succeeded: a failed or interrupted export leaves no half-written artifact and never touches an existing
+output folder unless --force was given. Logs of a failed stage are kept in the output folder's logs/.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from edgeq.backend import Artifact, Backend, Job, backend_for
+from edgeq.data import ImageBatches, load_dataset, read_image, preprocess, subsample
+from edgeq.errors import AccuracyGateError, EdgeqError, StageError
+from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate, median_latency_ms
+from edgeq.head import HeadLayout
+from edgeq.recipe import Recipe, describe_validation_error
+from edgeq.report import ArtifactEntry, Report
+from edgeq.rules import Finding, Severity
+
+_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "openvino", "nncf", "tensorflow", "onnx2tf",
+          "ai-edge-litert", "nvidia-modelopt", "tensorrt", "faster-coco-eval")
+
+
+def log(message: str) -> None:
+    print(f"edgeq: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ExportRequest:
+    recipe: Recipe
+    out: Path
+    force: bool = False
+    allow_fallback: bool | None = None  # None: the target's default
+    progress: bool = True
+
+
+@dataclass
+class _Timer:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.timings[name] = round(time.perf_counter() - self.start, 2)
+
+        return _Stage()
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise EdgeqError(f"output folder '{out}' already holds files",
+                         "choose another --out, or pass --force to replace its contents")
+
+
+def resolve_inputs(recipe: Recipe) -> tuple[Path, Path, int]:
+    """Model, data and input size, falling back to the embedded demo."""
+    from edgeq import demo
+
+    model = Path(recipe.model) if recipe.model else demo.demo_model()
+    imgsz = recipe.imgsz or (demo.DEMO_IMGSZ if not recipe.model else 640)
+    if recipe.data:
+        data = Path(recipe.data)
+    else:
+        log("no --data: using the embedded synthetic dataset (generated once into the cache)")
+        data = demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images)
+    return model, data, imgsz
+
+
+def run_export(request: ExportRequest) -> Report:
+    recipe, out = request.recipe, request.out.resolve()
+    check_output_folder(out, request.force)
+    backend = backend_for(recipe.target)
+    backend.ensure_available(recipe.target)
+    options_model = backend.options_model(recipe.target)
+    try:
+        options = options_model.model_validate(recipe.options)
+    except Exception as exc:  # pydantic.ValidationError
+        raise describe_validation_error(exc, prefix="options.") from None
+
+    staging_root = out.parent / f".{out.name}.edgeq-partial-{os.getpid()}"
+    shutil.rmtree(staging_root, ignore_errors=True)
+    staging = staging_root / "artifacts"
+    staging.mkdir(parents=True)
+    try:
+        report = _export(request, backend, options, staging)
+        _promote(staging_root, staging, out)
+        return report
+    except StageError as exc:
+        kept = _keep_logs(staging_root, out)
+        raise (exc.moved_log(str(kept / Path(exc.log_path).name)) if exc.log_path and kept else exc) from None
+    except BaseException:
+        _keep_logs(staging_root, out)
+        raise
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def _export(request: ExportRequest, backend: Backend, options, staging: Path) -> Report:
+    from edgeq.model import export_onnx, load_detector
+    from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+    from edgeq.runners.torch import TorchRunner
+
+    recipe, timer = request.recipe, _Timer()
+    model_path, data_path, imgsz = resolve_inputs(recipe)
+    dataset = load_dataset(data_path)
+    with timer.stage("load"):
+        detector = load_detector(model_path, imgsz)
+    head = detector.head
+    if dataset.names and len(dataset.names) != head.nc:
+        raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
+                         "evaluate with the dataset the model was trained on")
+    calib_paths = subsample(dataset.images(recipe.calibration.split), recipe.calibration.images,
+                            recipe.calibration.seed)
+    eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
+                                 recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
+    log(f"model {model_path.name}: {head.nc} classes, input {imgsz}, activation {detector.main_activation}"
+        f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
+
+    with timer.stage("onnx"):
+        onnx_models = export_onnx(detector, staging)
+    allow = request.allow_fallback if request.allow_fallback is not None else \
+        backend.fallback_by_default.get(recipe.target, True)
+    job = Job(target=recipe.target, options=options, head=head, body_onnx=onnx_models.body,
+              full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
+              activations=detector.activations, allow_fallback=allow, progress=request.progress)
+
+    with timer.stage("check"):
+        findings = backend.check(job)
+    _gate(findings, allow, recipe.target)
+    log(f"building {recipe.target} artifacts ({len(calib_paths)} calibration images)")
+    with timer.stage("build"):
+        artifacts = backend.build(job)
+
+    settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
+    sample = preprocess(read_image(eval_set.images[0]), imgsz)[0]
+    with timer.stage("evaluate"):
+        with TorchRunner(detector.module) as runner:
+            ref = evaluate(runner, HeadLayout.PIXEL, head, eval_set, settings, "reference (pytorch)",
+                           request.progress)
+            runtime = runner.runtime
+        onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=onnx_models.full,
+                             precision="fp32", layout=HeadLayout.PIXEL, status="measured",
+                             note="FP32 ONNX every target starts from",
+                             open_runner=lambda: OnnxRuntimeRunner(onnx_models.full))
+        entries = [_evaluate_artifact(a, head, eval_set, settings, sample, ref.map50_95, recipe, staging,
+                                      request.progress) for a in [onnx_fp32, *artifacts]]
+    reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
+                 "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
+    report = Report(
+        edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(),
+        model={"source": str(model_path), "imgsz": imgsz, "nc": head.nc, "names": list(head.names),
+               "activations": detector.activations, "trained": detector.trained},
+        data={"source": str(data_path), "calib_split": recipe.calibration.split, "calib_images": len(calib_paths),
+              "val_split": recipe.evaluation.split, "val_images": len(eval_set)},
+        reference=reference, artifacts=entries,
+        findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
+                   "fix": f.fix} for f in findings],
+        timings_s=timer.timings)
+    report.write(staging)
+    return report
+
+
+def _gate(findings: list[Finding], allow_fallback: bool, target: str) -> None:
+    for finding in findings:
+        log(finding.one_line())
+    blocking = [f for f in findings if f.severity is Severity.ERROR or
+                (f.severity is Severity.FALLBACK and not allow_fallback)]
+    if blocking:
+        first = blocking[0]
+        more = f" (and {len(blocking) - 1} more, listed above)" if len(blocking) > 1 else ""
+        hint = " or pass --allow-cpu-fallback to accept it" if first.severity is Severity.FALLBACK else ""
+        raise EdgeqError(f"{target}: {first.where}: {first.message}{more}", first.fix + hint)
+
+
+def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, sample,
+                       ref_map: float, recipe: Recipe, staging: Path, progress: bool) -> ArtifactEntry:
+    entry = ArtifactEntry(name=artifact.name, target=artifact.target, variant=artifact.variant,
+                          path=str(artifact.path.relative_to(staging)) if artifact.path.is_relative_to(staging)
+                          else str(artifact.path),
+                          precision=artifact.precision, map50_95=None, map50=None, drop_map50_95=None,
+                          size_mb=_size_mb(artifact.path), latency_ms=None, status=artifact.status,
+                          note=artifact.note, extra=artifact.extra)
+    if artifact.open_runner is None:
+        return entry
+    with artifact.open_runner() as runner:
+        result = evaluate(runner, artifact.layout, head, eval_set, settings, artifact.name, progress)
+        if artifact.measure_latency and recipe.evaluation.latency_runs:
+            entry.latency_ms = round(median_latency_ms(runner, sample, recipe.evaluation.latency_runs,
+                                                       recipe.evaluation.warmup_runs), 3)
+        entry.runtime = runner.runtime
+    entry.map50_95, entry.map50 = round(result.map50_95, 2), round(result.map50, 2)
+    entry.drop_map50_95 = round(ref_map - result.map50_95, 2)
+    log(f"{artifact.name}: mAP50-95 {entry.map50_95:.2f} ({artifact.status})")
+    return entry
+
+
+def max_drop_exceeded(report: Report, max_drop: float) -> list[ArtifactEntry]:
+    return [a for a in report.artifacts if a.precision.startswith("int8") and a.drop_map50_95 is not None
+            and a.drop_map50_95 > max_drop]
+
+
+def enforce_max_drop(report: Report, max_drop: float | None) -> None:
+    if max_drop is None:
+        return
+    if failed := max_drop_exceeded(report, max_drop):
+        worst = max(failed, key=lambda a: a.drop_map50_95)
+        raise AccuracyGateError(f"{worst.name} loses {worst.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
+                                f"{max_drop} ({len(failed)} artifact(s) over)",
+                                "keep more layers in float (e.g. the decode head), add calibration images, "
+                                "or raise --max-drop")
+
+
+def _size_mb(path: Path) -> float | None:
+    """The artifact and its weight file (OpenVINO's .bin beside the .xml), in MB."""
+    if not path.exists():
+        return None
+    files = [path, *[p for p in path.parent.glob(path.stem + ".*") if p != path and p.suffix == ".bin"]]
+    return round(sum(f.stat().st_size for f in files if f.is_file()) / 1e6, 3)
+
+
+def _promote(staging_root: Path, staging: Path, out: Path) -> None:
+    logs = [p for p in staging_root.glob("*.log")]
+    if logs:
+        (staging / "logs").mkdir(exist_ok=True)
+        for p in logs:
+            p.rename(staging / "logs" / p.name)
+    if out.exists():  # --force: swap, then delete the old contents
+        old = out.parent / f".{out.name}.edgeq-old-{os.getpid()}"
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def _keep_logs(staging_root: Path, out: Path) -> Path | None:
+    logs = list(staging_root.glob("*.log"))
+    if not logs:
+        return None
+    kept = out / "logs"
+    kept.mkdir(parents=True, exist_ok=True)
+    for p in logs:
+        shutil.move(str(p), kept / p.name)
+    return kept
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _tool_versions() -> dict[str, str]:
+    found = {name: _version(name) for name in _TOOLS}
+    found = {k: v for k, v in found.items() if v != "not installed"}
+    found["python"] = platform.python_version()
+    return found

@@ -1,0 +1,130 @@
+"""Recipes: YAML per device, `extends:` another recipe, validated by typed models.
+
+An unknown key is an error naming its dotted path (`calibration.methd`), and `--set key.sub=value` edits the
+merged recipe before validation, so the CLI and the YAML share one schema.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgeq.errors import EdgeqError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalibrationConfig(_Strict):
+    images: int = Field(300, ge=1, description="calibration images, subsampled deterministically")
+    split: str = "train"
+    seed: int = 0
+
+
+class EvaluationConfig(_Strict):
+    images: int = Field(300, ge=1, description="evaluation images, subsampled deterministically")
+    split: str = "val"
+    seed: int = 0
+    conf: float = Field(0.001, gt=0, lt=1)
+    iou: float = Field(0.7, gt=0, le=1)
+    latency_runs: int = Field(50, ge=0)
+    warmup_runs: int = Field(5, ge=0)
+
+
+class Recipe(_Strict):
+    description: str = ""
+    target: str
+    model: str | None = None  # None: the embedded demo detector
+    data: str | None = None  # None: the embedded synthetic dataset
+    imgsz: int | None = None  # None: 640, or 320 for the demo model
+    calibration: CalibrationConfig = CalibrationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)
+    max_drop: float | None = Field(None, ge=0, description="fail (exit 3) when an INT8 artifact loses more mAP50-95")
+
+
+def available() -> dict[str, Path]:
+    """Recipes shipped with edgeq, by name (they install as package data, so names work after `pip install .`)."""
+    folder = resources.files("recipes")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def _read(name_or_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name_or_path in chain:
+        raise EdgeqError(f"recipe '{name_or_path}' extends itself ({' -> '.join((*chain, name_or_path))})",
+                         "break the extends: cycle")
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        shipped = available()
+        if name_or_path not in shipped:
+            raise EdgeqError(f"unknown recipe '{name_or_path}'",
+                             f"use a recipe file path or one of: {', '.join(sorted(shipped))} (`edgeq recipes`)")
+        path = shipped[name_or_path]
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EdgeqError(f"recipe '{path}' is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML") from None
+    if not isinstance(data, dict):
+        raise EdgeqError(f"recipe '{path}' is not a mapping of keys", "write the recipe as 'key: value' lines")
+    parent = data.pop("extends", None)
+    if parent:
+        base = parent if Path(parent).is_absolute() or not (path.parent / parent).exists() else str(path.parent / parent)
+        return _merge(_read(base, (*chain, name_or_path)), data)
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def apply_sets(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """`--set calibration.images=100`: values parse as YAML scalars (numbers, booleans, lists)."""
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise EdgeqError(f"--set '{item}' is not key=value", "write e.g. --set calibration.images=100")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise EdgeqError(f"--set '{item}': '{part}' is not a section", "set a key inside a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> EdgeqError:
+    err = exc.errors()[0]
+    where = prefix + ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return EdgeqError(f"unknown recipe key '{where}'", "check the spelling against `edgeq recipes --schema`")
+    if err["type"] == "missing":
+        return EdgeqError(f"recipe key '{where}' is required", f"add '{where}:' to the recipe or pass it on the CLI")
+    return EdgeqError(f"recipe key '{where}': {err['msg']}", "correct the value")
+
+
+def load_recipe(source: str | None, target: str | None = None, overrides: dict[str, Any] | None = None,
+                sets: list[str] | None = None) -> Recipe:
+    """Resolve a recipe (name or path) or a bare target, then CLI overrides and `--set` edits."""
+    data = _read(source) if source else {}
+    if target:
+        data["target"] = target
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            apply_sets(data, [f"{key}={value}"]) if "." in key else data.__setitem__(key, value)
+    apply_sets(data, sets or [])
+    if "target" not in data:
+        raise EdgeqError("no target given", "pass --target T or --recipe R (see `edgeq targets`, `edgeq recipes`)")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation_error(exc) from None

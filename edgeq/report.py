@@ -1,0 +1,118 @@
+"""report.json (machine-readable), report.md (the table a person reads) and report.png (the same, drawn)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Figures:
+    """mAP and latency of one evaluated model."""
+
+    map50_95: float | None
+    map50: float | None
+    latency_ms: float | None = None
+    runtime: str = ""
+
+
+@dataclass
+class ArtifactEntry:
+    name: str
+    target: str
+    variant: str
+    path: str  # relative to the output folder
+    precision: str
+    map50_95: float | None
+    map50: float | None
+    drop_map50_95: float | None  # percentage points vs the FP32 reference (positive = worse)
+    size_mb: float | None
+    latency_ms: float | None
+    status: str  # measured | emulated | not-built
+    note: str
+    runtime: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    edgeq_version: str
+    recipe: dict[str, Any]
+    tools: dict[str, str]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    reference: dict[str, Any]  # FP32 PyTorch figures (+ the FP32 ONNX agreement)
+    artifacts: list[ArtifactEntry]
+    findings: list[dict[str, str]]
+    timings_s: dict[str, float]
+
+    def write(self, folder: Path) -> None:
+        (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        (folder / "report.md").write_text(self.markdown())
+        self.plot(folder / "report.png")
+
+    def table(self) -> str:
+        ref = self.reference
+        lines = ["| model | precision | mAP50-95 | mAP50 | drop | latency | size | status | note |",
+                 "|---|---|---:|---:|---:|---:|---:|---|---|",
+                 f"| reference ({ref['runtime']}) | fp32 | {_num(ref['map50_95'])} | {_num(ref['map50'])} | | "
+                 f"{_ms(ref.get('latency_ms'))} | | measured | source model |"]
+        for a in self.artifacts:
+            drop = "" if a.drop_map50_95 is None else f"{-a.drop_map50_95:+.2f}"
+            lines.append(f"| {a.name} | {a.precision} | {_num(a.map50_95)} | {_num(a.map50)} | {drop} | "
+                         f"{_ms(a.latency_ms)} | {_num(a.size_mb)} MB | {a.status} | {a.note} |")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        target = self.recipe.get("target")
+        parts = [f"# edgeq export: {Path(self.model['source']).name} -> {target}", "",
+                 f"{self.data['val_images']} evaluation images from `{self.data['source']}` (split "
+                 f"`{self.data['val_split']}`), {self.data['calib_images']} calibration images (split "
+                 f"`{self.data['calib_split']}`), input {self.model['imgsz']}x{self.model['imgsz']}. "
+                 "mAP50-95 and mAP50 in percent (COCO protocol, faster-coco-eval); drop in points against the "
+                 "FP32 reference; latency is the median on this machine's CPU where the target runs here.", "",
+                 self.table(), "",
+                 "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
+                 "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
+                 "absent here; the files to build it on the device are in this folder.", ""]
+        if self.findings:
+            parts += ["## Target rule findings", "", "| severity | where | finding | fix |", "|---|---|---|---|"]
+            parts += [f"| {f['severity']} | {f['where']} | {f['message']} | {f['fix']} |" for f in self.findings]
+            parts.append("")
+        parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
+                  "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
+        return "\n".join(parts)
+
+    def plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [a for a in self.artifacts if a.map50_95 is not None]
+        colours = {"measured": "#2b6cb0", "emulated": "#dd8a2b"}
+        fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
+        ax.barh([a.name for a in rows], [a.map50_95 for a in rows], color=[colours.get(a.status, "grey")
+                                                                           for a in rows])
+        ref = self.reference["map50_95"]
+        ax.axvline(ref, color="black", linestyle="--", label=f"FP32 reference {ref:.1f}")
+        for y, a in enumerate(rows):
+            ax.text(a.map50_95, y, f" {a.map50_95:.1f} ({a.status})", va="center", fontsize=8)
+        ax.set_xlabel("mAP50-95 (%)")
+        ax.set_xlim(0, max([ref, *[a.map50_95 for a in rows]]) * 1.25)
+        ax.invert_yaxis()
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f} ms"

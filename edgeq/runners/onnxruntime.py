@@ -1,0 +1,29 @@
+"""ONNX Runtime runner (CPU): FP32 ONNX references and Q/DQ emulation graphs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edgeq.runners import Runner
+
+
+class OnnxRuntimeRunner(Runner):
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.runtime = f"onnxruntime {ort.__version__}"
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {self.input_name: images.astype(np.float32, copy=False)})
+        return dict(zip(self.output_names, outputs))
+
+    def close(self) -> None:
+        self.session = None

@@ -149,9 +149,16 @@ def build_decode_head(spec: HeadSpec, layout: HeadLayout, opset: int, ir_version
 
 def attach_head(body, spec: HeadSpec, layout: HeadLayout):
     """The body ONNX with the decode head appended, ending in `output0`."""
+    import onnx
     from onnx import compose
 
     opset = next(o.version for o in body.opset_import if o.domain in ("", "ai.onnx"))
     head = build_decode_head(spec, layout, opset, body.ir_version)
-    return compose.merge_models(body, head, io_map=[(n, n) for n in spec.body_outputs], outputs=[OUTPUT_NAME],
-                                producer_name="edgeq")
+    merged = compose.merge_models(body, head, io_map=[(n, n) for n in spec.body_outputs], outputs=[OUTPUT_NAME],
+                                  producer_name="edgeq")
+    # merge_models lists the default domain twice ("" from the body's exporter, "" from ours): keep one,
+    # or ONNX Runtime's quantizer refuses the model
+    others = [o for o in merged.opset_import if o.domain not in ("", "ai.onnx")]
+    del merged.opset_import[:]
+    merged.opset_import.extend([onnx.helper.make_opsetid("", opset), *others])
+    return merged

@@ -1,0 +1,52 @@
+"""Shared fixtures: a small synthetic dataset, the demo weights, and a CLI caller."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """Keep every cache of the test run inside pytest's temp folder unless the caller chose one (tox does)."""
+    if "EDGEQ_CACHE" not in os.environ:
+        os.environ["EDGEQ_CACHE"] = str(tmp_path_factory.mktemp("edgeq-cache"))
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """40 train + 40 val synthetic images at 320 px (seed 0, never seen by the demo weights)."""
+    from edgeq.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("data") / "shapes", train=40, val=40, imgsz=320, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_pt() -> Path:
+    from edgeq.demo import demo_model
+
+    return demo_model("silu")
+
+
+@pytest.fixture(scope="session")
+def yolo_yaml() -> Path:
+    """An untrained YOLOv8n of the demo's shape (6 classes): for graph-level tests that need no accuracy."""
+    return Path(__file__).parents[1] / "edgeq" / "assets" / "demo-yolov8n-silu.yaml"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `edgeq ...` in-process: returns (exit code, stdout, stderr)."""
+    from edgeq.cli import main
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

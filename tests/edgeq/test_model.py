@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+import ultralytics
+from edgeq.errors import EdgeqError
+from edgeq.model import load_detector
+
+CFG = Path(ultralytics.__file__).parent / "cfg" / "models"
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(EdgeqError, match="does not exist"):
+        load_detector(tmp_path / "nope.pt", 320)
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(EdgeqError, match="could not read .* as an Ultralytics checkpoint"):
+        load_detector(bad, 320)
+
+
+@pytest.mark.parametrize("cfg, task", [("v8/yolov8-seg.yaml", "segment"), ("v8/yolov8-cls.yaml", "classify"),
+                                       ("v8/yolov8-pose.yaml", "pose")])
+def test_non_detection_models_are_refused(cfg, task):
+    with pytest.raises(EdgeqError, match=f"{task} model"):
+        load_detector(CFG / cfg, 320)
+
+
+@pytest.mark.parametrize("imgsz", [300, 0, 650])
+def test_input_size_must_be_multiple_of_32(yolo_yaml, imgsz):
+    with pytest.raises(EdgeqError, match="multiple of 32"):
+        load_detector(yolo_yaml, imgsz)
+
+
+def test_yaml_model_loads_untrained(yolo_yaml):
+    detector = load_detector(yolo_yaml, 320)
+    assert detector.head.nc == 6 and detector.head.strides == (8, 16, 32) and not detector.trained
+    assert detector.main_activation == "SiLU" and detector.activations["SiLU"] > 40
+
+
+def test_demo_checkpoint_loads(demo_pt):
+    detector = load_detector(demo_pt, 320)
+    assert detector.trained and detector.head.names[0] == "circle"

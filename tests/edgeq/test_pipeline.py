@@ -1,0 +1,155 @@
+"""The export pipeline and CLI with small real plugins (no OpenVINO needed): staging, refusal to overwrite,
+one-line errors, kept logs, the report, and the --max-drop exit code."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import edgeq.backend as backend_module
+from edgeq.backend import Artifact, Backend, BackendOptions, Job
+from edgeq.errors import StageError
+from edgeq.head import HeadLayout
+from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+
+class OrtOptions(BackendOptions):
+    quantize: bool = True
+
+
+class OrtInt8Backend(Backend):
+    """ONNX Runtime's static INT8 quantizer on the full model, head included (the naive export)."""
+
+    family, extra, requires = "ort-test", "ort-test", ("onnxruntime",)
+    targets = {"ort-int8": "test target"}
+
+    def options_model(self, target):
+        return OrtOptions
+
+    def check(self, job: Job):
+        return []
+
+    def build(self, job: Job):
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.items = iter(job.calibration)
+
+            def get_next(self):
+                item = next(self.items, None)
+                return None if item is None else {"images": item}
+
+        out = job.staging / "model-int8.onnx"
+        quantize_static(str(job.full_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ)
+        return [Artifact(name="ort-int8", target="ort-int8", variant="int8", path=out, precision="int8",
+                         layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
+                         open_runner=lambda: OnnxRuntimeRunner(out))]
+
+
+class FailingBackend(OrtInt8Backend):
+    targets = {"failing": "always fails in its converter"}
+
+    def build(self, job: Job):
+        (job.staging / "half-written.bin").write_bytes(b"x" * 100)
+        log = job.staging.parent / "failing-convert.log"
+        log.write_text("converter said: boom\n")
+        raise StageError("convert", "the converter crashed", str(log))
+
+
+class MissingDepBackend(OrtInt8Backend):
+    extra, requires = "exotic", ("no_such_module_for_edgeq",)
+    targets = {"exotic": "needs a module that is not installed"}
+
+
+@pytest.fixture(autouse=True)
+def test_backends(monkeypatch):
+    plugins = {"ort-int8": OrtInt8Backend(), "failing": FailingBackend(), "exotic": MissingDepBackend()}
+    monkeypatch.setattr(backend_module, "discover", lambda: plugins)
+
+
+def _export(cli, tmp_path, target, *extra, model=None, data=None):
+    args = ["export", "--target", target, "--out", tmp_path / "out", "--no-progress", "--set",
+            "evaluation.latency_runs=0"]
+    if model:
+        args += ["--model", model, "--imgsz", 320]
+    if data:
+        args += ["--data", data, "--calib-images", 16, "--val-images", 24]
+    return cli(*args, *extra)
+
+
+def _one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("edgeq: error:")]
+    assert len(lines) == 1 and "Fix:" in lines[0] and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_target(cli, tmp_path):
+    code, _, err = _export(cli, tmp_path, "nope")
+    _one_line_error(code, err, "unknown target 'nope'", "ort-int8")
+
+
+def test_missing_backend_dependency(cli, tmp_path):
+    code, _, err = _export(cli, tmp_path, "exotic")
+    _one_line_error(code, err, "no_such_module_for_edgeq", "pip install 'edgeq[exotic]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_output_is_refused_without_force(cli, tmp_path, yolo_yaml, small_data):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    code, _, err = _export(cli, tmp_path, "ort-int8", model=yolo_yaml, data=small_data)
+    _one_line_error(code, err, "already holds files", "--force")
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+
+
+def test_stage_failure_keeps_log_and_leaves_nothing_half_written(cli, tmp_path, yolo_yaml, small_data):
+    code, _, err = _export(cli, tmp_path, "failing", model=yolo_yaml, data=small_data)
+    _one_line_error(code, err, "stage 'convert' failed", str(tmp_path / "out" / "logs" / "failing-convert.log"))
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["failing-convert.log", "logs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
+
+
+def test_bad_recipe_key_via_set(cli, tmp_path):
+    code, _, err = _export(cli, tmp_path, "ort-int8", "--set", "options.quantise=true")
+    _one_line_error(code, err, "unknown recipe key 'options.quantise'")
+
+
+def test_export_report_and_max_drop_gate(cli, tmp_path, demo_pt, small_data):
+    code, out, err = _export(cli, tmp_path, "ort-int8", "--max-drop", "1.0", model=demo_pt, data=small_data)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    entries = {a["name"]: a for a in report["artifacts"]}
+    keys = {"name", "target", "variant", "path", "precision", "map50_95", "map50", "drop_map50_95", "size_mb",
+            "latency_ms", "status", "note"}
+    assert keys <= set(entries["ort-int8"]) and report["reference"]["map50_95"] > 50
+    assert abs(entries["onnx-fp32"]["map50_95"] - report["reference"]["map50_95"]) <= 0.3
+    # quantizing pixel boxes and 0..1 scores into one INT8 tensor destroys the scores: the gate must trip
+    assert entries["ort-int8"]["drop_map50_95"] > 1.0
+    assert code == 3 and "over --max-drop 1.0" in err
+    assert (tmp_path / "out" / "report.md").read_text().count("| ort-int8 |") == 1
+    assert (tmp_path / "out" / "report.png").stat().st_size > 1000
+    assert "| onnx-fp32 |" in out  # the table is printed
+
+
+def test_force_replaces_previous_output(cli, tmp_path, yolo_yaml, small_data):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    code, _, err = _export(cli, tmp_path, "ort-int8", "--force", model=yolo_yaml, data=small_data)
+    assert code == 0, err
+    assert not (tmp_path / "out" / "old.txt").exists() and (tmp_path / "out" / "report.json").exists()
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgeq.cli", "export", "--target", "openvino", "--model",
+                             tmp_path / "missing.pt", "--out", tmp_path / "o"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("edgeq: error:")
+
+
+def test_usage_error_exit_code(cli):
+    with pytest.raises(SystemExit) as exc:
+        cli("export")
+    assert exc.value.code == 2

@@ -1,0 +1,59 @@
+"""The demo export to OpenVINO, end to end, with accuracy bounds that can fail."""
+
+import json
+
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory):
+    from edgeq.cli import main
+
+    out = tmp_path_factory.mktemp("ov") / "out"
+    code = main(["export", "--target", "openvino", "--out", str(out), "--calib-images", "200", "--val-images",
+                 "200", "--no-progress", "--set", "evaluation.latency_runs=5"])
+    assert code == 0
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_report_has_every_variant(demo_export):
+    out, report = demo_export
+    names = {a["name"]: a for a in report["artifacts"]}
+    assert set(names) == {"onnx-fp32", "openvino-fp32", "openvino-int8", "openvino-int8-attached-head"}
+    for entry in names.values():
+        assert (out / entry["path"]).exists() and entry["status"] == "measured" and entry["size_mb"] > 0
+    assert names["openvino-int8"]["precision"] == "int8+fp32-head"
+    assert names["openvino-int8"]["latency_ms"] > 0 and names["onnx-fp32"]["latency_ms"] is None
+    assert report["recipe"]["target"] == "openvino" and "openvino" in report["tools"]
+
+
+def test_accuracy_bounds(demo_export):
+    _, report = demo_export
+    ref = report["reference"]["map50_95"]
+    names = {a["name"]: a for a in report["artifacts"]}
+    assert ref > 60, "the demo detector should be well trained on its own synthetic domain"
+    assert abs(names["onnx-fp32"]["map50_95"] - ref) <= 0.3
+    assert abs(names["openvino-fp32"]["map50_95"] - ref) <= 0.3
+    assert names["openvino-int8"]["drop_map50_95"] <= 1.0  # 200 images here; the benchmark holds 0.5 on 300
+    assert names["openvino-int8-attached-head"]["drop_map50_95"] is not None
+
+
+def test_int8_ir_is_really_quantized(demo_export):
+    import openvino as ov
+
+    out, report = demo_export
+    model = ov.Core().read_model(str(out / "openvino-int8" / "model.xml"))
+    fake_quantize = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    head_fq = [op for op in fake_quantize if "edgeq_head" in op.get_friendly_name()]
+    assert len(fake_quantize) > 50 and not head_fq
+
+
+def test_eval_command_reproduces_report(demo_export, cli):
+    out, report = demo_export
+    expected = {a["name"]: a["map50_95"] for a in report["artifacts"]}["openvino-int8"]
+    code, stdout, err = cli("eval", out / "openvino-int8" / "model.xml", "--val-images", "200", "--no-progress")
+    assert code == 0, err
+    assert f"| {expected:.2f} |" in stdout

@@ -1,0 +1,71 @@
+"""NVIDIA ModelOpt ONNX post-training quantization, run on CPU ONNX Runtime.
+
+`modelopt.onnx.quantization.quantize` places Q/DQ the way TensorRT fuses them (inputs of weighted ops, Conv +
+BN + activation kept fusible) and calibrates with ONNX Runtime; with `target_dla=True` it quantizes every tensor
+instead, which is what a DLA calibration cache needs. The decode head is excluded by node name so its DFL,
+sigmoid and box arithmetic stay in float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import EdgeqError, StageError
+from edgeq.head import HEAD_PREFIX, INPUT_NAME
+from edgeq_tensorrt.qdq import dedupe_opsets
+
+
+def calibration_array(images: Sequence[np.ndarray], limit: int | None = None) -> np.ndarray:
+    """The calibration images stacked (N, 3, S, S) float32: what ModelOpt's calibration_data takes."""
+    count = len(images) if limit is None else min(limit, len(images))
+    if count == 0:
+        raise EdgeqError("no calibration images", "give the dataset a calibration split with images "
+                         "(recipe calibration.split / calibration.images)")
+    return np.concatenate([np.asarray(images[i], dtype=np.float32) for i in range(count)], axis=0)
+
+
+def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work: Path, *, method: str = "max",
+                      target_dla: bool = False, exclude: Sequence[str] = (f"{HEAD_PREFIX}.*",),
+                      log_path: Path | None = None) -> Path:
+    """Quantize `onnx_path` into `out_path` (Q/DQ ONNX). Temporary files stay inside `work`."""
+    import onnx
+
+    work.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(onnx_path))
+    dedupe_opsets(model)
+    source = work / f"{Path(onnx_path).stem}-ptq-input.onnx"
+    onnx.save(model, str(source))
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as exc:
+        raise EdgeqError(f"nvidia-modelopt's ONNX quantization does not import ({exc})",
+                         "pip install 'edgeq[tensorrt]' (nvidia-modelopt, onnxslim, onnx-graphsurgeon, onnxscript, "
+                         "lief, ml_dtypes)") from None
+    previous_tmp = tempfile.tempdir
+    tempfile.tempdir = str(work)  # ModelOpt and ONNX Runtime's calibrator write temporary models there
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            quantize(str(source), quantize_mode="int8", calibration_data={INPUT_NAME: images},
+                     calibration_method=method, calibration_eps=["cpu"], nodes_to_exclude=list(exclude),
+                     high_precision_dtype="fp32", output_path=str(out_path), target_dla=target_dla,
+                     log_level="WARNING", log_file=str(log_path) if log_path else None)
+    except EdgeqError:
+        raise
+    except Exception as exc:  # ModelOpt/ORT raise anything; the log keeps the details
+        if log_path:
+            with open(log_path, "a") as log:
+                log.write(captured.getvalue())
+        raise StageError("modelopt-ptq", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                         str(log_path) if log_path else None) from None
+    finally:
+        tempfile.tempdir = previous_tmp
+    if not Path(out_path).exists():
+        raise StageError("modelopt-ptq", "ModelOpt wrote no model", str(log_path) if log_path else None)
+    return Path(out_path)

@@ -191,7 +191,10 @@ def _pick_colour(rng: np.random.Generator, local: np.ndarray) -> np.ndarray:
     return best  # type: ignore[return-value]
 
 
-def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
+Box = tuple[int, int, int, int, int]  # (cls, x0, y0, x1, y1) in pixels, x1/y1 exclusive
+
+
+def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> tuple[np.ndarray, list[Box]]:
     """Render one image. Returns (BGR uint8 image, [(cls, x0, y0, x1, y1), ...]) with pixel boxes, x1/y1 exclusive."""
     split_id = SPLITS[split] if isinstance(split, str) else int(split)
     rng = np.random.default_rng([int(seed), split_id, int(index)])
@@ -203,7 +206,7 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
     owner = np.full((s, s), -1, np.int16)  # which object owns each visible pixel
     areas: list[int] = []
     visible: list[int] = []  # pixels of each object still on top
-    objects: list[tuple[int, int, int, int, int]] = []
+    objects: list[Box] = []
     tries = 0
     while len(objects) < n_want and tries < n_want * 6:
         tries += 1
@@ -227,7 +230,8 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         if objects and np.any(np.asarray(visible) - lost < _VISIBLE_MIN * np.asarray(areas)):
             continue
         roi = img[y0:y1, x0:x1]
-        local = roi[mask[y0:y1, x0:x1] < 128].mean(axis=0) if (mask[y0:y1, x0:x1] < 128).any() else roi.mean(axis=(0, 1))
+        outside = mask[y0:y1, x0:x1] < 128
+        local = roi[outside].mean(axis=0) if outside.any() else roi.mean(axis=(0, 1))
         colour = _pick_colour(rng, local).astype(np.float32)
         # soft shading so flat fills are not the only cue
         alpha = (mask[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]
@@ -248,7 +252,7 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
     return out[..., ::-1].copy(), objects  # drawn as RGB, returned as BGR for cv2
 
 
-def _label_text(objects: list[tuple[int, int, int, int, int]], imgsz: int) -> str:
+def _label_text(objects: list[Box], imgsz: int) -> str:
     lines = []
     for cls, x0, y0, x1, y1 in objects:
         cx, cy = (x0 + x1) / 2 / imgsz, (y0 + y1) / 2 / imgsz
@@ -280,7 +284,9 @@ def _run(jobs: list[tuple[Path, int, str, int, int]]) -> Iterator[None]:
         yield from pool.imap_unordered(_write_one, jobs, chunksize=32)
 
 
-def generate_dataset(root: Path, *, train: int, val: int, imgsz: int = 320, seed: int = 0, progress: bool = False) -> Path:
+def generate_dataset(
+    root: Path, *, train: int, val: int, imgsz: int = 320, seed: int = 0, progress: bool = False
+) -> Path:
     """Write ``train`` + ``val`` synthetic images and YOLO labels under ``root``; return ``root/data.yaml``.
 
     Layout: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt`` and ``root/data.yaml``.

@@ -55,12 +55,12 @@ class Report:
 
     def table(self) -> str:
         ref = self.reference
-        lines = ["| model | precision | mAP50-95 | mAP50 | drop | latency | size | status | note |",
+        lines = ["| model | precision | mAP50-95 | mAP50 | drop (points) | latency | size | status | note |",
                  "|---|---|---:|---:|---:|---:|---:|---|---|",
                  f"| reference ({ref['runtime']}) | fp32 | {_num(ref['map50_95'])} | {_num(ref['map50'])} | | "
                  f"{_ms(ref.get('latency_ms'))} | | measured | source model |"]
         for a in self.artifacts:
-            drop = "" if a.drop_map50_95 is None else f"{-a.drop_map50_95:+.2f}"
+            drop = "" if a.drop_map50_95 is None else f"{a.drop_map50_95:.2f}"
             lines.append(f"| {a.name} | {a.precision} | {_num(a.map50_95)} | {_num(a.map50)} | {drop} | "
                          f"{_ms(a.latency_ms)} | {_num(a.size_mb)} MB | {a.status} | {a.note} |")
         return "\n".join(lines)

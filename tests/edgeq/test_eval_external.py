@@ -1,0 +1,37 @@
+"""`edgeq eval` scores artifacts made elsewhere: an ONNX from Ultralytics' own `yolo export`."""
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def yolo_exported_onnx(demo_pt, tmp_path_factory):
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    folder = tmp_path_factory.mktemp("yolo-export")
+    weights = shutil.copy(demo_pt, folder / demo_pt.name)
+    return YOLO(str(weights)).export(format="onnx", imgsz=320, simplify=False, verbose=False)
+
+
+def _map(stdout: str) -> float:
+    row = [line for line in stdout.splitlines() if line.startswith("| ") and "runtime" not in line][-1]
+    return float(row.split("|")[4])
+
+
+def test_eval_yolo_export_onnx_agrees_with_pytorch(cli, demo_pt, small_data, yolo_exported_onnx):
+    code, out_onnx, err = cli("eval", yolo_exported_onnx, "--data", small_data, "--no-progress")
+    assert code == 0, err
+    code, out_pt, err = cli("eval", demo_pt, "--data", small_data, "--imgsz", 320, "--no-progress")
+    assert code == 0, err
+    assert _map(out_pt) > 50 and abs(_map(out_onnx) - _map(out_pt)) <= 0.3
+
+
+def test_eval_refuses_class_count_mismatch(cli, tmp_path, small_data, yolo_exported_onnx):
+    other = tmp_path / "data.yaml"
+    other.write_text(small_data.read_text().replace("names:", "names_unused:") + "\nnames: [a, b]\n")
+    code, _, err = cli("eval", yolo_exported_onnx, "--data", other, "--no-progress")
+    assert code == 2 and "predicts 6 classes but the dataset has 2" in err

@@ -1,0 +1,183 @@
+"""The TensorRT backend through its Backend interface: bad input refused in one line with nothing written, and
+real DLA / GPU builds (ModelOpt PTQ on CPU ONNX Runtime) of the demo-shaped YOLOv8n."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeq.backend import Job
+from edgeq.errors import EdgeqError
+from edgeq.head import HeadLayout
+from edgeq_tensorrt import DLAOptions, TensorRTBackend, TensorRTOptions
+from trt_graphs import make_model, rule_breaker
+
+pytest.importorskip("modelopt")
+
+
+def _job(tmp_path, target, body, full, head, calibration=(), allow_fallback=True, **options):
+    staging = tmp_path / "staging"
+    staging.mkdir(exist_ok=True)
+    opts = (DLAOptions if target == "dla" else TensorRTOptions)(**options)
+    return Job(target=target, options=opts, head=head, body_onnx=body, full_onnx=full, calibration=calibration,
+               staging=staging, activations={}, allow_fallback=allow_fallback, progress=False)
+
+
+def _save(model, path):
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def test_package_imports_without_heavy_dependencies():
+    code = ("import sys, edgeq_tensorrt; heavy = [m for m in ('modelopt', 'tensorrt', 'onnx', 'onnxruntime', 'torch')"
+            " if m in sys.modules]; print(heavy); assert not heavy")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_registered_targets_and_options():
+    backend = TensorRTBackend()
+    assert set(backend.targets) == {"tensorrt", "dla"} and backend.requires == ("modelopt",)
+    assert backend.fallback_by_default == {"tensorrt": True, "dla": True}
+    with pytest.raises(Exception, match="extra"):
+        DLAOptions(calibration_methd="max")
+    with pytest.raises(Exception, match="JetPack"):
+        DLAOptions(trt_version="11.2")
+    assert DLAOptions().detach_head and DLAOptions().fp16_last_convs
+
+
+def test_dynamic_shapes_are_refused_for_dla_and_nothing_is_written(tmp_path, yolo_onnx):
+    _, _, head = yolo_onnx["relu6"]
+    path = _save(rule_breaker(), tmp_path / "dynamic.onnx")
+    job = _job(tmp_path, "dla", path, path, head)
+    findings = TensorRTBackend().check(job)
+    assert any(f.rule == "dla.static-shapes" and f.severity.value == "error" for f in findings)
+    with pytest.raises(EdgeqError, match="dynamic shape") as info:
+        TensorRTBackend().build(job)
+    assert "\n" not in str(info.value) and "Fix:" in str(info.value)
+    assert list(job.staging.iterdir()) == []
+
+
+def test_layer_dla_cannot_run_is_refused_without_gpu_fallback(tmp_path, yolo_onnx):
+    from onnx import TensorProto, helper, numpy_helper
+
+    _, _, head = yolo_onnx["relu6"]
+    model = make_model([helper.make_node("Div", ["images", "two"], ["out"], name="divide")],
+                       [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+                       [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])],
+                       [numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    path = _save(model, tmp_path / "div.onnx")
+    job = _job(tmp_path, "dla", path, path, head, allow_fallback=False)
+    with pytest.raises(EdgeqError, match="divide: element-wise Div") as info:
+        TensorRTBackend().build(job)
+    assert "drop --no-gpu-fallback" in str(info.value) and "\n" not in str(info.value)
+    assert list(job.staging.iterdir()) == []
+
+
+def test_pipeline_gate_refuses_the_fallback_with_exit_2(tmp_path, yolo_onnx):
+    from edgeq.pipeline import _gate
+
+    _, _, head = yolo_onnx["relu6"]
+    path = _save(rule_breaker(), tmp_path / "rb.onnx")
+    findings = TensorRTBackend().check(_job(tmp_path, "dla", path, path, head))
+    with pytest.raises(EdgeqError) as info:
+        _gate(findings, allow_fallback=False, target="dla")
+    assert info.value.exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def dla_build(tmp_path_factory, yolo_onnx, calib_images):
+    body, full, head = yolo_onnx["relu6"]
+    tmp = tmp_path_factory.mktemp("dla")
+    job = _job(tmp, "dla", body, full, head, calibration=calib_images, allow_fallback=False)
+    return job, TensorRTBackend().build(job)
+
+
+def test_dla_build_emits_cache_scripts_and_table(dla_build):
+    import onnx
+
+    from edgeq_tensorrt.calib_cache import parse_cache
+
+    job, artifacts = dla_build
+    out = job.staging / "dla"
+    assert sorted(p.name for p in out.iterdir()) == ["build_dla.py", "build_dla.sh", "emulation",
+                                                     "model-dla-layers.md", "model-head.json",
+                                                     "model-precision.json", "model.cache", "model.onnx"]
+    assert not (job.staging / ".tensorrt-work").exists()
+    model = onnx.load(str(out / "model.onnx"))
+    assert not [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert [o.name for o in model.graph.output] == job.head.body_outputs  # detached: ends at box_i / cls_i
+    cache = parse_cache(out / "model.cache")
+    assert cache.version == 100300 and cache.scales["images"] == pytest.approx(1 / 127, rel=1e-6)
+    activations = [o for n in model.graph.node for o in n.output if o not in job.head.body_outputs]
+    assert set(activations) <= set(cache.scales)  # every tensor DLA needs, incl. every Concat input
+    concat_groups = [[*n.input, n.output[0]] for n in model.graph.node if n.op_type == "Concat"]
+    assert all(len({cache.scales[t] for t in g}) == 1 for g in concat_groups)
+    by_name = {a.name: a for a in artifacts}
+    assert set(by_name) == {"dla-int8-fp16-last-convs", "dla-int8", "dla-engine"}
+    assert by_name["dla-int8-fp16-last-convs"].status == "emulated"
+    assert by_name["dla-int8-fp16-last-convs"].layout is HeadLayout.DETACHED
+    assert by_name["dla-engine"].status == "not-built" and "build_dla.sh" in by_name["dla-engine"].note
+    extra = by_name["dla-int8-fp16-last-convs"].extra
+    assert extra["gpu_fallback_layers"] == 0 and extra["dla_subgraphs"] == 1 and extra["merged_quantizers"] > 0
+    assert "0 GPU fallback, 1 DLA subgraph" in (out / "model-dla-layers.md").read_text()
+    fp16 = json.loads((out / "model-precision.json").read_text())["fp16_layers"]
+    assert len(fp16) == 6 and all(n.endswith("2/Conv") for n in fp16)  # the final conv of each cv2/cv3 branch
+
+
+def test_dla_build_script_has_the_trtexec_flags(dla_build):
+    job, _ = dla_build
+    script = (job.staging / "dla" / "build_dla.sh").read_text()
+    for flag in ("--onnx=model.onnx", "--useDLACore=0", "--int8", "--fp16", "--calib=model.cache",
+                 "--inputIOFormats=int8:dla_hwc4", "--outputIOFormats=fp16:chw16", "--precisionConstraints=obey",
+                 "--layerPrecisions=/cv2.0/cv2.0.2/Conv:fp16", "--buildDLAStandalone", "--saveEngine=model.loadable",
+                 "--allowGPUFallback"):
+        assert flag in script, flag
+    assert 'mode="${1:-standalone}"' in script  # --no-gpu-fallback: standalone loadable by default
+    assert subprocess.run(["bash", "-n", str(job.staging / "dla" / "build_dla.sh")]).returncode == 0
+    source = (job.staging / "dla" / "build_dla.py").read_text()
+    compile(source, "build_dla.py", "exec")
+    for api in ("IInt8EntropyCalibrator2", "DeviceType.DLA", "DLA_core", "OBEY_PRECISION_CONSTRAINTS",
+                "DLA_HWC4", "CHW16", "DLA_STANDALONE", "GPU_FALLBACK", "/cv3.2/cv3.2.2/Conv"):
+        assert api in source, api
+
+
+def test_dla_emulation_runs_and_differs_from_float(dla_build, calib_images):
+    import onnxruntime as ort
+
+    job, artifacts = dla_build
+    x = np.asarray(calib_images[0])
+    ref = ort.InferenceSession(str(job.body_onnx), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    for artifact in artifacts:
+        if artifact.open_runner is None:
+            continue
+        with artifact.open_runner() as runner:
+            got = runner.infer(x)
+        assert set(got) == set(job.head.body_outputs)
+        diffs = [np.abs(got[name] - r).max() for name, r in zip(job.head.body_outputs, ref)]
+        assert all(np.isfinite(d) for d in diffs) and max(diffs) > 0
+
+
+def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
+    import onnx
+
+    from edgeq_tensorrt.unify import group_scale_spread
+
+    body, full, head = yolo_onnx["silu"]
+    job = _job(tmp_path, "tensorrt", body, full, head, calibration=calib_images)
+    artifacts = TensorRTBackend().build(job)
+    qdq, engine = artifacts
+    assert qdq.status == "emulated" and engine.status == "not-built" and "build_engine.sh" in engine.note
+    assert qdq.extra["merged_quantizers"] > 10
+    model = onnx.load(str(qdq.path))
+    assert not [g for g in group_scale_spread(model) if g[1] != g[2]]
+    head_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and
+              any(n.input[0].startswith(p) for p in ("edgeq_head/",))]
+    assert not head_q  # decode head stays float
+    with qdq.open_runner() as runner:
+        out = runner.infer(np.asarray(calib_images[0]))["output0"]
+    assert out.shape == (1, 4 + head.nc, 2100) and np.isfinite(out).all()

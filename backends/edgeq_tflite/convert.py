@@ -1,0 +1,108 @@
+"""Parent side of the conversion: calibration data on disk, the worker process, its log, and failures.
+
+Everything is written under the work folder the backend gives (inside `job.staging`); TensorFlow's own
+caches and temporary files are pointed into `edgeq.env.cache_dir()` / the work folder through the worker's
+environment, so an export writes nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.env import cache_dir
+from edgeq.errors import StageError
+
+
+@dataclass(frozen=True)
+class Conversion:
+    outputs: list[str]  # canonical output names in TF output order
+    fp32_rel_error: dict[str, float]
+    seconds: dict[str, float]  # onnx2tf wall time, and per quantized file
+    calibration_images: int
+
+
+def write_calibration(images: Sequence[np.ndarray], path: Path) -> int:
+    """The calibration batches (float32 NCHW in [0, 1]) as one NHWC .npy for the worker.
+
+    Letterboxed 8-bit images divided by 255 round-trip exactly through uint8, which keeps 300 images at
+    320 px under 100 MB; anything else is stored as float32."""
+    first = np.asarray(images[0])
+    n, size = len(images), first.shape[-1]
+    exact = np.allclose(np.round(first * 255.0) / 255.0, first, atol=1e-6)
+    store = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8 if exact else np.float32,
+                                      shape=(n, size, size, 3))
+    for i in range(n):
+        x = np.transpose(np.asarray(images[i], dtype=np.float32)[0], (1, 2, 0))
+        if exact and not np.allclose(np.round(x * 255.0) / 255.0, x, atol=1e-6):
+            raise ValueError("calibration images are not 8-bit: preprocess changed")  # a core contract change
+        store[i] = np.round(x * 255.0) if exact else x
+    store.flush()
+    del store
+    return n
+
+
+def worker_env(workdir: Path) -> dict[str, str]:
+    cache = cache_dir()
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",  # the FP32 check compares with ONNX Runtime bit-closely
+        "KERAS_HOME": str(cache / "keras"),
+        "TFHUB_CACHE_DIR": str(cache / "tfhub"),
+        "MPLCONFIGDIR": str(cache / "matplotlib"),
+        "CUDA_VISIBLE_DEVICES": "",
+        "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp),
+        "PYTHONUNBUFFERED": "1",
+        "NO_COLOR": "1",
+    })
+    # the worker imports edgeq_tflite.worker; keep this package importable whatever the cwd
+    here = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_worker(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
+               log_name: str, keep_log_dir: Path, timeout_s: float = 3600) -> Conversion:
+    """Convert one ONNX graph into one .tflite per (path, granularity). On failure: StageError with the log
+    copied to `keep_log_dir/<log_name>-<stage>.log` (the pipeline keeps the staging parent's logs)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    job_file, result_file, log_path = workdir / "job.json", workdir / "result.json", workdir / f"{log_name}.log"
+    job_file.write_text(json.dumps({
+        "onnx": str(onnx_path), "workdir": str(workdir / "tf"), "calib": str(calib_path),
+        "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype,
+        "result": str(result_file),
+    }))
+    with log_path.open("w") as log:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "edgeq_tflite.worker", str(job_file)], stdout=log,
+                                  stderr=subprocess.STDOUT, env=worker_env(workdir), cwd=workdir, timeout=timeout_s)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    if code == 0 and result and result.get("ok"):
+        return Conversion(outputs=result["outputs"], fp32_rel_error=result["fp32_rel_error"],
+                          seconds={**result["timings"], **{Path(b["path"]).name: b["seconds"]
+                                                           for b in result["built"]}},
+                          calibration_images=result["calibration_images"])
+    if result and not result.get("ok"):
+        stage, detail = result["stage"], result["detail"]
+    elif code is None:
+        stage, detail = "convert", f"timed out after {timeout_s:.0f} s"
+    else:
+        stage, detail = "convert", f"worker died with status {code} (out of memory?)"
+    keep_log_dir.mkdir(parents=True, exist_ok=True)
+    kept = keep_log_dir / f"{log_name}-{stage}.log"
+    shutil.copyfile(log_path, kept)
+    raise StageError(stage, f"{onnx_path.name}: {detail}", str(kept))

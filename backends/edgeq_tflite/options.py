@@ -1,0 +1,68 @@
+"""Recipe `options:` of the three TFLite-family targets (unknown keys are errors, named by their path)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edgeq.backend import BackendOptions
+
+Granularity = Literal["per-channel", "per-tensor"]
+Head = Literal["detached", "normalized", "pixel"]
+ALL_HEADS: tuple[Head, ...] = ("detached", "normalized", "pixel")
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else value
+
+
+class TFLiteFamilyOptions(BackendOptions):
+    # Weight quantization granularity; a list builds one variant per entry (the report compares them).
+    granularity: list[Granularity] = Field(default_factory=lambda: ["per-channel"])
+    # Head treatments to emit, each its own artifact. detached: INT8 body, DFL/box decode/sigmoid on the host in
+    # FP32; normalized: head inside with boxes in 0..1 (normalized scaling factors); pixel: naive, boxes in pixels.
+    heads: list[Head] = Field(default_factory=lambda: ["detached"])
+    # Integer I/O type. int8 is TFLite's native scheme (no extra op); uint8 adds a QUANTIZE op at each end so a
+    # camera's 0..255 pixels feed in unchanged (input scale 1/255, zero point 0).
+    io_dtype: Literal["int8", "uint8"] = "int8"
+    # LiteRT kernels that score the artifact here: reference = the plain INT8 reference kernels (the integer
+    # arithmetic accelerators implement; slow), optimized = XNNPACK / optimized builtins (what a CPU deploys).
+    kernels: Literal["reference", "optimized"] = "optimized"
+
+    _listify = field_validator("granularity", "heads", mode="before")(_as_list)
+
+    @field_validator("granularity", "heads")
+    @classmethod
+    def _unique_nonempty(cls, value: list) -> list:
+        if not value:
+            raise ValueError("must name at least one")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a value twice")
+        return value
+
+
+class TFLiteOptions(TFLiteFamilyOptions):
+    """INT8 on this CPU: per-channel (XNNPACK's signed per-channel kernels), all three heads for the report."""
+
+    heads: list[Head] = Field(default_factory=lambda: list(ALL_HEADS))
+
+
+class EdgeTPUOptions(TFLiteFamilyOptions):
+    """Coral Edge TPU. Per-channel weights compile with edgetpu_compiler >= 15 (TF2 post-training quantization
+    is per-axis; compiler 14 rejected it as 'unsupported data type', google-coral/edgetpu 222)."""
+
+    kernels: Literal["reference", "optimized"] = "reference"
+    # auto: compile when edgetpu_compiler is on PATH (else write compile_edgetpu.sh); never: only the script.
+    compile: Literal["auto", "never"] = "auto"
+    compiler_timeout_s: int = Field(600, ge=10)
+
+
+class NXPOptions(TFLiteFamilyOptions):
+    """NXP i.MX 8M Plus NPU through the VX delegate: per-tensor (VeriSilicon NPUs are far faster per-tensor)."""
+
+    granularity: list[Granularity] = Field(default_factory=lambda: ["per-tensor"])
+    kernels: Literal["reference", "optimized"] = "reference"
+
+
+OPTIONS = {"tflite": TFLiteOptions, "edgetpu": EdgeTPUOptions, "nxp": NXPOptions}

@@ -1,0 +1,192 @@
+"""Conversion worker, run in its own process: ONNX -> TensorFlow (onnx2tf) -> full-integer TFLite.
+
+    python -m edgeq_tflite.worker job.json
+
+A subprocess keeps TensorFlow's memory, threads and global state out of the exporter, gives one log file per
+conversion (stdout and stderr of onnx2tf and the converter), and lets the parent kill a hung conversion.
+
+Path chosen: onnx2tf builds the TF graph (NCHW -> NHWC) in memory and nothing else; quantization is ours,
+with `tf.lite.TFLiteConverter` and `supported_ops = [TFLITE_BUILTINS_INT8]` only. onnx2tf's own `-oiqt` path
+adds `SELECT_TF_OPS` (an op that cannot be quantized would silently stay float as a Flex op), normalizes the
+calibration data with ImageNet mean/std unless told otherwise, writes eight other model variants, and logs a
+failed full-integer conversion as a warning. Ours fails loudly instead, names the outputs through the
+signature (`box_0`, `cls_0`, ... or `output0`), and calibrates on the job's images only.
+
+No network: onnx2tf fetches a sample image file for its shape-estimation dummy inference (and for
+calibration when none is given). Here that function returns the job's own calibration images, and socket
+connections raise, so a future onnx2tf that tries anything else fails instead of reaching out.
+
+The job file (JSON) holds: onnx, workdir, calib (an .npy of NHWC images, uint8 0..255 or float32 0..1),
+outputs (list of {path, granularity}), io_dtype, result (JSON path written on success and on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # the file onnx2tf looks for in cwd
+
+
+class Failure(Exception):
+    def __init__(self, stage: str, detail: str) -> None:
+        super().__init__(detail)
+        self.stage, self.detail = stage, detail
+
+
+def _no_network() -> None:
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"edgeq: network access refused during conversion (to {address})")
+        return _connect(self, address, *args, **kwargs)
+
+    _connect = socket.socket.connect
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+
+
+def _images(calib: np.ndarray):
+    """Calibration images as float32 NHWC in [0, 1], one (1, S, S, 3) batch at a time."""
+    for image in calib:
+        x = image.astype(np.float32)
+        if calib.dtype == np.uint8:
+            x /= 255.0
+        yield x[None]
+
+
+def _to_onnx_layout(tf_out: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarray | None:
+    """A TF output in the ONNX output's layout (NHWC -> NCHW, NWC -> NCW), or None if it cannot be."""
+    if tf_out.shape == onnx_shape:
+        return tf_out
+    if tf_out.ndim >= 3:
+        perm = (0, tf_out.ndim - 1, *range(1, tf_out.ndim - 1))
+        moved = np.transpose(tf_out, perm)
+        if moved.shape == onnx_shape:
+            return moved
+    return None
+
+
+def convert(job: dict) -> dict:
+    workdir = Path(job["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)
+    calib = np.load(job["calib"], mmap_mode="r")
+    sample = np.concatenate(list(_images(calib[:20])), axis=0)
+    np.save(workdir / SAMPLE_FILE, sample)
+    timings = {}
+
+    # --- ONNX -> TF (onnx2tf) -----------------------------------------------------------------------------
+    t = time.perf_counter()
+    try:
+        import onnx2tf
+        import onnx2tf.onnx2tf as o2t_main
+        import onnx2tf.utils.common_functions as o2t_common
+
+        def local_sample() -> np.ndarray:
+            return np.load(workdir / SAMPLE_FILE)
+
+        o2t_main.download_test_image_data = local_sample
+        o2t_common.download_test_image_data = local_sample
+        import tensorflow as tf
+
+        model = onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=str(workdir / "onnx2tf"),
+                                disable_model_save=True, not_use_onnxsim=True, verbosity="warn",
+                                non_verbose=False)
+    except SystemExit as exc:  # onnx2tf calls sys.exit(1) on conversion errors
+        raise Failure("onnx2tf", f"onnx2tf exited with status {exc.code}") from None
+    except Exception as exc:
+        raise Failure("onnx2tf", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") \
+            from exc
+    timings["onnx2tf_s"] = round(time.perf_counter() - t, 2)
+
+    # --- verify the FP32 TF graph against ONNX Runtime, and name its outputs ---------------------------------
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(job["onnx"], providers=["CPUExecutionProvider"])
+    onnx_outputs = [o.name for o in sess.get_outputs()]
+    x = next(_images(calib[:1]))
+    ref = dict(zip(onnx_outputs, sess.run(None, {sess.get_inputs()[0].name: np.transpose(x, (0, 3, 1, 2))})))
+    tf_outs = model(tf.constant(x))
+    tf_outs = [o.numpy() for o in (tf_outs if isinstance(tf_outs, (list, tuple)) else [tf_outs])]
+    if len(tf_outs) != len(onnx_outputs):
+        raise Failure("onnx2tf", f"TF model has {len(tf_outs)} outputs, the ONNX model {len(onnx_outputs)}")
+    names, errors, free = [], {}, set(onnx_outputs)
+    for j, out in enumerate(tf_outs):
+        best = None
+        for name in sorted(free, key=lambda n: n != onnx_outputs[j]):  # same position first
+            moved = _to_onnx_layout(out, ref[name].shape)
+            if moved is None:
+                continue
+            err = float(np.abs(moved - ref[name]).max() / (np.abs(ref[name]).max() + 1e-6))
+            if best is None or err < best[1]:
+                best = (name, err)
+        if best is None:
+            raise Failure("onnx2tf", f"TF output {j} of shape {out.shape} matches no ONNX output")
+        names.append(best[0])
+        errors[best[0]] = best[1]
+        free.discard(best[0])
+    worst = max(errors, key=errors.get)
+    if errors[worst] > job.get("max_fp32_error", 1e-3):
+        raise Failure("verify", f"FP32 TF output '{worst}' differs from ONNX Runtime by {errors[worst]:.2e} "
+                                f"(relative to its range): onnx2tf converted the graph wrongly")
+
+    # --- full-integer quantization (TFLiteConverter, INT8 builtins only) --------------------------------------
+    size = int(calib.shape[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
+    def serve(images):
+        outs = model(images)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return {name: out for name, out in zip(names, outs)}
+
+    concrete = serve.get_concrete_function()
+    io_type = {"int8": tf.int8, "uint8": tf.uint8}[job["io_dtype"]]
+    built = []
+    for spec in job["outputs"]:
+        t = time.perf_counter()
+        try:
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([b] for b in _images(calib))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
+            converter._experimental_disable_per_channel = spec["granularity"] == "per-tensor"
+            data = converter.convert()
+        except Exception as exc:
+            raise Failure("quantize", f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}") from exc
+        Path(spec["path"]).write_bytes(data)
+        built.append({"path": spec["path"], "granularity": spec["granularity"],
+                      "seconds": round(time.perf_counter() - t, 2)})
+    return {"ok": True, "outputs": names, "fp32_rel_error": errors, "timings": timings, "built": built,
+            "calibration_images": int(calib.shape[0])}
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    _no_network()
+    result_path = Path(job["result"])
+    try:
+        result = convert(job)
+    except Failure as exc:
+        traceback.print_exc()
+        result_path.write_text(json.dumps({"ok": False, "stage": exc.stage, "detail": exc.detail}))
+        return 1
+    except Exception as exc:  # a bug or an unforeseen converter error: still one line for the user
+        traceback.print_exc()
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}"
+        result_path.write_text(json.dumps({"ok": False, "stage": "convert", "detail": detail}))
+        return 1
+    result_path.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

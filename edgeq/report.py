@@ -86,25 +86,39 @@ class Report:
         return "\n".join(parts)
 
     def plot(self, path: Path) -> None:
+        """Left: mAP50-95 per artifact, zoomed to where they differ. Right: the drop in points, the figure that
+        decides a deployment."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         rows = [a for a in self.artifacts if a.map50_95 is not None]
-        colours = {"measured": "#2b6cb0", "emulated": "#dd8a2b"}
-        fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.6))
-        ax.barh([a.name for a in rows], [a.map50_95 for a in rows], color=[colours.get(a.status, "grey")
-                                                                           for a in rows])
+        if not rows:
+            return
+        colours = [{"measured": "#2b6cb0", "emulated": "#dd8a2b"}.get(a.status, "grey") for a in rows]
+        names = [f"{a.name} ({a.status})" for a in rows]
         ref = self.reference["map50_95"]
-        ax.axvline(ref, color="black", linestyle="--", label=f"FP32 reference {ref:.1f}")
-        for y, a in enumerate(rows):
-            ax.text(a.map50_95, y, f" {a.map50_95:.1f} ({a.status})", va="center", fontsize=8)
-        ax.set_xlabel("mAP50-95 (%)")
-        ax.set_xlim(0, max([ref, *[a.map50_95 for a in rows]]) * 1.25)
-        ax.invert_yaxis()
-        ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}")
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.8), sharey=True,
+                                          gridspec_kw={"width_ratios": [3, 2]})
+        values = [a.map50_95 for a in rows]
+        low = max(0.0, min([*values, ref]) - max(2.0, 0.15 * (max([*values, ref]) - min([*values, ref]))))
+        left.barh(names, values, color=colours)
+        left.axvline(ref, color="black", linestyle="--", linewidth=1)
+        left.set_xlim(low, max([*values, ref]) + 0.1 * (max([*values, ref]) - low) + 0.5)
+        left.set_xlabel(f"mAP50-95 (%); dashed: FP32 reference {ref:.2f}")
+        for y, value in enumerate(values):
+            left.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+        drops = [a.drop_map50_95 for a in rows]
+        right.barh(names, drops, color=colours)
+        right.axvline(0, color="black", linewidth=1)
+        right.set_xlabel("drop vs FP32 (points, lower is better)")
+        for y, value in enumerate(drops):
+            right.text(max(value, 0), y, f" {value:.2f}", va="center", fontsize=8)
+        right.set_xlim(min(0, *drops) - 0.2, max(0.5, *drops) * 1.3)
+        left.invert_yaxis()
+        fig.suptitle(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}, "
+                     f"{self.data['val_images']} images")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -52,7 +52,8 @@ def main() -> int:
 
     print(f"\nTensorRT family on {model.name} at 320 px, {args.val_images} val / {args.calib_images} calibration "
           f"images, {args.method} calibration; reference {reference['name']} mAP50-95 {reference['map50_95']:.2f}\n")
-    print("| target | artifact | precision | mAP50-95 | drop (points) | merged quantizers | export wall time | status |")
+    print("| target | artifact | precision | mAP50-95 | drop (points) | merged quantizers | export wall time "
+          "| status |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for target, entry, wall in rows:
         merged = entry.extra.get("merged_quantizers", "") if entry.extra else ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -61,11 +61,11 @@ class TensorRTBackend(Backend):
     family = "tensorrt"
     extra = "tensorrt"
     requires = ("modelopt",)
-    targets = {
+    targets: ClassVar[dict[str, str]] = {
         "tensorrt": "NVIDIA GPU (Jetson Orin, desktop) through TensorRT: explicit INT8 Q/DQ ONNX from ModelOpt PTQ",
         "dla": "Jetson Orin DLA: ONNX + INT8 calibration cache, FP16 last convs, trtexec/TensorRT build scripts",
     }
-    fallback_by_default = {"tensorrt": True, "dla": True}
+    fallback_by_default: ClassVar[dict[str, bool]] = {"tensorrt": True, "dla": True}
 
     def options_model(self, target: str) -> type[BackendOptions]:
         return DLAOptions if target == "dla" else TensorRTOptions
@@ -305,4 +305,4 @@ def _activation_tensors(model) -> list[str]:
     return names
 
 
-__all__ = ["DLAOptions", "INPUT_NAME", "TensorRTBackend", "TensorRTOptions", "last_head_convs"]
+__all__ = ["INPUT_NAME", "DLAOptions", "TensorRTBackend", "TensorRTOptions", "last_head_convs"]

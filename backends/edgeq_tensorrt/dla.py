@@ -175,8 +175,8 @@ class DlaReport:
     def markdown(self, title: str) -> str:
         dla = sum(p.device == "DLA" for p in self.placements)
         lines = [f"# {title}", "",
-                 f"{dla} of {len(self.placements)} layers on DLA, {len(self.fallbacks)} GPU fallback, "
-                 f"{self.subgraphs} DLA subgraph(s) (TensorRT loads at most 16 per DLA core).", "",
+                 (f"{dla} of {len(self.placements)} layers on DLA, {len(self.fallbacks)} GPU fallback, "
+                  f"{self.subgraphs} DLA subgraph(s) (TensorRT loads at most 16 per DLA core)."), "",
                  f"> {DLA_DROPPED_WARNING}.", "",
                  "| # | layer | op | device | precision | reason |", "|---:|---|---|---|---|---|"]
         for i, p in enumerate(self.placements):
@@ -245,7 +245,7 @@ def check_onnx(model, scales: Mapping[str, float] | None = None, fp16_layers: It
 def installed_tensorrt_version() -> str | None:
     try:
         import tensorrt
-    except Exception:  # not installed (here), or a broken install: nothing to check
+    except Exception:  # noqa: BLE001 - not installed (here) or a broken install: nothing to check
         return None
     return str(getattr(tensorrt, "__version__", "") or "") or None
 

@@ -58,7 +58,7 @@ def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work:
                      log_level="WARNING", log_file=str(log_path) if log_path else None)
     except EdgeqError:
         raise
-    except Exception as exc:  # ModelOpt/ORT raise anything; the log keeps the details
+    except Exception as exc:  # noqa: BLE001 - ModelOpt/ORT raise anything; the log keeps the details
         if log_path:
             with open(log_path, "a") as log:
                 log.write(captured.getvalue())

@@ -18,7 +18,7 @@ from edgeq.runners import Runner
 def tensorrt_available() -> bool:
     try:
         import tensorrt  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken install (missing CUDA libs) raises more than ImportError
         return False
     return True
 

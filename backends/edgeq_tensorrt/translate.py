@@ -204,7 +204,8 @@ def infer_missing_scales(model, scales: dict[str, float], why: dict[str, str]) -
         if op in ("Sigmoid", "Tanh"):
             return put(outs[0], SIGMOID_SCALE, f"{op} output range is [{0 if op == 'Sigmoid' else -1}, 1]")
         if op in FORWARD_SAME and ins and ins[0] in scales:
-            return any([put(o, scales[ins[0]], f"{op} keeps its input range") for o in outs])
+            results = [put(o, scales[ins[0]], f"{op} keeps its input range") for o in outs]  # all, no short cut
+            return any(results)
         if op == "Concat" and known and (relaxed or len(known) == len(ins)):
             return put(outs[0], max(known), "Concat output = largest input scale")
         if op == "Mul" and len(ins) == 2:
@@ -237,7 +238,8 @@ def infer_missing_scales(model, scales: dict[str, float], why: dict[str, str]) -
         if op in BACKWARD_SAME and ins:
             return put(ins[0], out, f"{op} input takes its output's range")
         if op == "Concat":
-            return any([put(t, out, "Concat input = Concat output scale") for t in ins])
+            results = [put(t, out, "Concat input = Concat output scale") for t in ins]  # all, no short cut
+            return any(results)
         if op == "Mul" and len(ins) == 2:
             x = next((a for a in ins if sigmoid_of.get(ins[1 - ins.index(a)]) == a), None)
             if x is not None:
@@ -289,7 +291,7 @@ def translate(qdq_onnx: Path, out_dir: Path, trt_version: str = "10.3", stem: st
         raise EdgeqError(f"Q/DQ model '{qdq_onnx}' does not exist", "pass the path of a Q/DQ .onnx file")
     try:
         model = onnx.load(str(qdq_onnx))
-    except Exception as exc:  # protobuf decode errors come in several types
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors come in several types
         raise EdgeqError(f"'{qdq_onnx}' is not a readable ONNX model ({type(exc).__name__})",
                          "pass a valid .onnx file") from None
     result = translate_model(model, qdq_onnx.name)

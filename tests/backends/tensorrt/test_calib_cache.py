@@ -5,9 +5,9 @@ import struct
 
 import numpy as np
 import pytest
+from edgeq_tensorrt.calib_cache import float32, hex_to_scale, parse_cache, scale_to_hex, version_code, write_cache
 
 from edgeq.errors import EdgeqError
-from edgeq_tensorrt.calib_cache import float32, hex_to_scale, parse_cache, scale_to_hex, version_code, write_cache
 
 
 def test_one_over_127_is_the_documented_hex():

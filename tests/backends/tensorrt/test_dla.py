@@ -3,11 +3,11 @@ YOLOv8 body (ReLU6 demo variant) stays wholly on DLA; the TensorRT version gate.
 
 import numpy as np
 import pytest
+from edgeq_tensorrt.dla import RULES, check_onnx, check_tensorrt_for_dla
+from trt_graphs import make_model, rule_breaker
 
 from edgeq.errors import EdgeqError
 from edgeq.rules import RuleTable, Severity
-from edgeq_tensorrt.dla import RULES, check_onnx, check_tensorrt_for_dla
-from trt_graphs import make_model, rule_breaker
 
 
 def _by_layer(report):
@@ -57,7 +57,7 @@ def test_nothing_in_the_rule_breaker_is_silently_on_dla():
 def test_yolo_relu6_body_runs_wholly_on_dla(yolo_onnx):
     import onnx
 
-    body, _, head = yolo_onnx["relu6"]
+    body, _, _ = yolo_onnx["relu6"]
     report = check_onnx(onnx.load(str(body)))
     assert not report.fallbacks, [p.reasons for p in report.fallbacks]
     assert report.subgraphs == 1

@@ -1,7 +1,6 @@
 """DLA emulation graph: Q/DQ from the cache scales, per-channel INT8 weights, FP16 layers kept float."""
 
 import numpy as np
-
 from edgeq_tensorrt.emulate import emulation_model
 from trt_graphs import silu_concat_model
 
@@ -15,7 +14,8 @@ def _amax_scales(model, x):
     names = ["images"] + [o for n in probe.graph.node for o in n.output]
     del probe.graph.output[:]
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    values = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = session.run(None, {"images": x})
     return {n: float(np.abs(v).max()) / 127 for n, v in zip(names, values)}
 
 

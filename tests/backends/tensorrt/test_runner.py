@@ -9,7 +9,7 @@ def test_tensorrt_is_reported_missing_here_or_works():
 
     try:
         import tensorrt  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - same test as tensorrt_available()
         assert not tensorrt_available()
     else:
         assert tensorrt_available()
@@ -21,7 +21,6 @@ def test_gpu_engine_from_qdq_onnx(tmp_path, yolo_onnx, calib_images):
     if not torch.cuda.is_available():
         pytest.skip("TensorRT without a CUDA device")
     import onnx
-
     from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
     from edgeq_tensorrt.runner import TensorRTRunner, build_engine
 

@@ -5,34 +5,48 @@ import struct
 
 import numpy as np
 import pytest
-
-from edgeq.errors import EdgeqError
 from edgeq_tensorrt.calib_cache import float32, parse_cache
 from edgeq_tensorrt.translate import SIGMOID_SCALE, main, translate, translate_model
-
 from trt_graphs import conv_weight, make_model, silu_concat_model
+
+from edgeq.errors import EdgeqError
+
+_ORT_QUANTIZE = """
+import sys
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+src, dst, symmetric = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        rng = np.random.default_rng(1)
+        self.items = iter([{"images": rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+"""
 
 
 def _ort_qdq(tmp_path, symmetric: bool = True):
-    """The miniature model quantized by onnxruntime.quantization.quantize_static (QDQ format): a different quantizer."""
+    """The miniature model quantized by onnxruntime.quantization.quantize_static (QDQ format): a different
+    quantizer. It runs in a fresh interpreter: importing ModelOpt patches onnxruntime.quantization in-process."""
+    import subprocess
+    import sys
+
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     src, dst = tmp_path / "float.onnx", tmp_path / ("ort_qdq.onnx" if symmetric else "ort_qdq_u8.onnx")
     onnx.save(silu_concat_model(), str(src))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(1)
-            self.items = iter([{"images": rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+    run = subprocess.run([sys.executable, "-c", _ORT_QUANTIZE, str(src), str(dst), "1" if symmetric else "0"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
     return onnx.load(str(dst))
 
 
@@ -134,13 +148,16 @@ def _qat_style_model():
     def wconv(x, w, out, name):
         inits.append(numpy_helper.from_array(w, f"{name}.weight"))
         wq = qdq(f"{name}.weight", np.abs(w.reshape(w.shape[0], -1)).max(1) / 127, f"{name}_w", axis=0)
-        nodes.append(helper.make_node("Conv", [x, wq], [out], name=name, pads=[1, 1, 1, 1] if w.shape[2] == 3 else [0] * 4))
+        pads = [1, 1, 1, 1] if w.shape[2] == 3 else [0] * 4
+        nodes.append(helper.make_node("Conv", [x, wq], [out], name=name, pads=pads))
 
     x = qdq("images", 1 / 127, "in")
     wconv(x, conv_weight(rng, 8, 3, 3), "c0", "conv0")
-    nodes += [helper.make_node("Sigmoid", ["c0"], ["s0"], name="sig0"), helper.make_node("Mul", ["c0", "s0"], ["a0"], name="mul0")]
+    nodes += [helper.make_node("Sigmoid", ["c0"], ["s0"], name="sig0"),
+              helper.make_node("Mul", ["c0", "s0"], ["a0"], name="mul0")]
     wconv(qdq("a0", 0.05, "a0"), conv_weight(rng, 8, 8, 3), "c1", "conv1")
-    nodes += [helper.make_node("Sigmoid", ["c1"], ["s1"], name="sig1"), helper.make_node("Mul", ["c1", "s1"], ["a1"], name="mul1")]
+    nodes += [helper.make_node("Sigmoid", ["c1"], ["s1"], name="sig1"),
+              helper.make_node("Mul", ["c1", "s1"], ["a1"], name="mul1")]
     nodes.append(helper.make_node("Concat", ["a0", "a1"], ["cat"], name="cat", axis=1))
     wconv(qdq("cat", 0.07, "cat"), conv_weight(rng, 4, 16, 1), "out", "conv_out")
     return make_model(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],

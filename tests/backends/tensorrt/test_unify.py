@@ -1,7 +1,6 @@
 """Scale unification on Q/DQ graphs: Concat, SPPF-style pooling and residual Add groups end with one scale."""
 
 import numpy as np
-
 from edgeq_tensorrt.qdq import GraphIndex, activation_quantizers
 from edgeq_tensorrt.unify import DLA_TIES, GPU_TIES, group_scale_spread, unify_scales
 from trt_graphs import make_model

@@ -41,17 +41,19 @@ class DLAOptions(BackendOptions):
     emulate_fp16: bool = True  # FP16 layers: weights and outputs rounded to float16 in the emulation
     dla_core: int = Field(0, ge=0, le=1)
     input_format: Literal["dla_hwc4", "chw32"] = "dla_hwc4"
-    trt_version: str = "10.3"  # TensorRT that builds on the Jetson (cache header TRT-100300-...)
+    trt_version: str = "10.3"  # TensorRT that builds on the Jetson (cache header TRT-100300-...); quote it in YAML
 
-    @field_validator("trt_version")
+    @field_validator("trt_version", mode="before")
     @classmethod
-    def _known_version(cls, value: str) -> str:
+    def _known_version(cls, value: str | float) -> str:
+        # YAML reads an unquoted 10.3 as a number; accepted, but 10.10 would read as 10.1: quote versions
         from edgeq_tensorrt.calib_cache import version_code
         from edgeq_tensorrt.dla import check_tensorrt_for_dla
 
         try:
+            value = str(value)
             version_code(value)
-            check_tensorrt_for_dla(str(value))
+            check_tensorrt_for_dla(value)
         except EdgeqError as exc:
             raise ValueError(exc.one_line()) from None
         return str(value)

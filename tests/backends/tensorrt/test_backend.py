@@ -179,3 +179,22 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
     with qdq.open_runner() as runner:
         out = runner.infer(np.asarray(calib_images[0]))["output0"]
     assert out.shape == (1, 4 + head.nc, 2100) and np.isfinite(out).all()
+
+
+def test_cli_refuses_a_layer_dla_cannot_run_under_no_gpu_fallback(tmp_path, cli):
+    """The decode head kept in the engine has 3-D reshapes DLA cannot run: exit 2, one error line, no output."""
+    out = tmp_path / "out"
+    code, _, err = cli("export", "--target", "dla", "--no-gpu-fallback", "--set", "options.detach_head=false",
+                       "--calib-images", "4", "--val-images", "4", "--out", out, "--no-progress")
+    errors = [line for line in err.splitlines() if line.startswith("edgeq: error:")]
+    assert code == 2 and len(errors) == 1
+    assert "edgeq_head/" in errors[0] and "Fix:" in errors[0] and "--allow-cpu-fallback" in errors[0]
+    assert not out.exists() and not list(tmp_path.glob(".out.edgeq-partial-*"))
+
+
+def test_cli_refuses_a_tensorrt_without_dla_for_the_cache_header(tmp_path, cli):
+    out = tmp_path / "out"
+    code, _, err = cli("export", "--target", "dla", "--set", "options.trt_version=11.1", "--out", out,
+                       "--no-progress")
+    assert code == 2 and "options.trt_version" in err and "JetPack's TensorRT 10.x" in err
+    assert not out.exists()

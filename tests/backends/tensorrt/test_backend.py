@@ -179,6 +179,12 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
     with qdq.open_runner() as runner:
         out = runner.infer(np.asarray(calib_images[0]))["output0"]
     assert out.shape == (1, 4 + head.nc, 2100) and np.isfinite(out).all()
+    # our own GPU Q/DQ graph translates to a DLA cache: every body tensor gets a scale, read or inferred
+    from edgeq_tensorrt.translate import translate_model
+
+    translation = translate_model(model)
+    assert translation.inferred and not translation.weight_mismatch
+    assert all(t.startswith("edgeq_head/") or t in head.body_outputs for t in translation.unscaled)
 
 
 def test_cli_refuses_a_layer_dla_cannot_run_under_no_gpu_fallback(tmp_path, cli):

@@ -26,14 +26,15 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner
 
         runner: Runner = OnnxRuntimeRunner(path)
-        imgsz = imgsz or _onnx_input_size(path)
     else:
         runner = next((r for b in {id(b): b for b in discover().values()}.values()
                        if (r := b.runner_for(path)) is not None), None)
         if runner is None:
             raise EdgeqError(f"no installed backend runs '{path.name}'",
                              "install the backend's extra (see `edgeq targets`) or pass a .onnx/.pt file")
-    imgsz = imgsz or 640
+    if imgsz is None:  # the artifact knows its input size
+        with runner:
+            imgsz = runner.input_shape[-1] if runner.input_shape else 640
     if head_json:
         head = HeadSpec.from_json(head_json)
     elif layout is HeadLayout.DETACHED:
@@ -53,10 +54,3 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         head = HeadSpec(nc=nc, reg_max=16, strides=(8, 16, 32), imgsz=imgsz, names=dataset.names or
                         tuple(str(i) for i in range(nc)))
     return runner, head
-
-
-def _onnx_input_size(path: Path) -> int | None:
-    import onnx
-
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return dims[-1].dim_value or None if len(dims) == 4 else None

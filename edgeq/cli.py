@@ -114,7 +114,7 @@ def _eval(args) -> int:
     if data_path is None:
         from edgeq import demo
 
-        data_path = demo.demo_dataset(train=1, val=args.val_images)
+        data_path = demo.demo_dataset(train=1, val=args.val_images, progress=not args.no_progress)
     dataset = load_dataset(data_path)
     runner, head = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset)
     eval_set = EvalSet(subsample(dataset.images(args.split), args.val_images), head.nc)

@@ -22,7 +22,7 @@ def demo_model(activation: str = "silu") -> Path:
     return ASSETS / f"demo-yolov8n-{activation}-{DEMO_IMGSZ}.pt"
 
 
-def demo_dataset(train: int, val: int) -> Path:
+def demo_dataset(train: int, val: int, progress: bool = True) -> Path:
     """Generate (once, into the cache) the synthetic dataset; returns its data.yaml."""
     from edgeq.synthetic import generate_dataset
 
@@ -31,7 +31,7 @@ def demo_dataset(train: int, val: int) -> Path:
         return root / "data.yaml"
     partial = root.with_name(root.name + f".partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=DEMO_SEED, progress=True)
+    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=DEMO_SEED, progress=progress)
     partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind
     data_yaml = root / "data.yaml"
     config = yaml.safe_load(data_yaml.read_text())

@@ -67,7 +67,7 @@ def check_output_folder(out: Path, force: bool) -> None:
                          "choose another --out, or pass --force to replace its contents")
 
 
-def resolve_inputs(recipe: Recipe) -> tuple[Path, Path, int]:
+def resolve_inputs(recipe: Recipe, progress: bool = True) -> tuple[Path, Path, int]:
     """Model, data and input size, falling back to the embedded demo."""
     from edgeq import demo
 
@@ -77,7 +77,7 @@ def resolve_inputs(recipe: Recipe) -> tuple[Path, Path, int]:
         data = Path(recipe.data)
     else:
         log("no --data: using the embedded synthetic dataset (generated once into the cache)")
-        data = demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images)
+        data = demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
     return model, data, imgsz
 
 
@@ -116,7 +116,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     from edgeq.runners.torch import TorchRunner
 
     recipe, timer = request.recipe, _Timer()
-    model_path, data_path, imgsz = resolve_inputs(recipe)
+    model_path, data_path, imgsz = resolve_inputs(recipe, request.progress)
     dataset = load_dataset(data_path)
     with timer.stage("load"):
         detector = load_detector(model_path, imgsz)

@@ -21,6 +21,8 @@ class OpenVINORunner(Runner):
         self.compiled = core.compile_model(str(self.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.names = [o.get_any_name() for o in self.compiled.outputs]
+        shape = self.compiled.inputs[0].get_partial_shape()
+        self.input_shape = tuple(d.get_length() for d in shape) if shape.is_static else None
         self.runtime = f"openvino {ov.__version__.split('-')[0]}"
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:

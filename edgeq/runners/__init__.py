@@ -15,6 +15,7 @@ import numpy as np
 
 class Runner(ABC):
     runtime: str = "?"  # shown in reports: "onnxruntime 1.31", "openvino 2026.4", ...
+    input_shape: tuple[int, ...] | None = None  # the (1, 3, S, S) batch `infer` expects, known after load()
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

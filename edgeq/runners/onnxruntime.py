@@ -18,6 +18,8 @@ class OnnxRuntimeRunner(Runner):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        shape = self.session.get_inputs()[0].shape
+        self.input_shape = tuple(shape) if all(isinstance(d, int) for d in shape) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.runtime = f"onnxruntime {ort.__version__}"
 

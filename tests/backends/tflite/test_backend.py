@@ -1,0 +1,135 @@
+"""The backend's checks before conversion, its refusals, and a converter failure (real onnx2tf)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeq.errors import EdgeqError, StageError
+from edgeq.rules import Severity
+from edgeq_tflite import TFLiteBackend
+
+from tflite_testlib import IMGSZ, make_job, need_stack
+
+FIX = "swap the activation to ReLU/ReLU6 and fine-tune (activation swap with recovery fine-tuning, planned)"
+
+
+def test_package_imports_without_the_heavy_stack() -> None:
+    code = ("import sys, edgeq_tflite, edgeq_tflite.backend, edgeq_tflite.optable, edgeq_tflite.runner, "
+            "edgeq_tflite.graph, edgeq_tflite.convert, edgeq_tflite.edgetpu\n"
+            "heavy = [m for m in ('tensorflow', 'onnx2tf', 'tf_keras', 'ai_edge_litert') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_stack_names_the_no_deps_install(monkeypatch) -> None:
+    backend = TFLiteBackend()
+    monkeypatch.setattr(backend, "requires", ("edgeq_no_such_module_xyz",))
+    with pytest.raises(EdgeqError) as err:
+        backend.ensure_available("edgetpu")
+    assert "edgeq_no_such_module_xyz" in err.value.problem
+    assert err.value.fix == ("pip install 'edgeq[tflite]' && pip install --no-deps onnx2tf==1.28.8 "
+                             "tf_keras==2.21.0")
+
+
+def test_defaults_per_target() -> None:
+    backend = TFLiteBackend()
+    assert backend.fallback_by_default == {"tflite": True, "edgetpu": False, "nxp": True}
+    tfl, tpu, nxp = (backend.options_model(t)() for t in ("tflite", "edgetpu", "nxp"))
+    assert tfl.granularity == ["per-channel"] and tfl.heads == ["detached", "normalized", "pixel"]
+    assert tpu.granularity == ["per-channel"] and tpu.heads == ["detached"] and tpu.kernels == "reference"
+    assert nxp.granularity == ["per-tensor"] and nxp.heads == ["detached"]
+    assert backend.options_model("tflite")(granularity="per-tensor").granularity == ["per-tensor"]
+    with pytest.raises(Exception):
+        backend.options_model("nxp")(granularity="per-layer")
+    with pytest.raises(Exception):
+        backend.options_model("nxp")(heads=["detached", "detached"])
+    with pytest.raises(Exception):
+        backend.options_model("tflite")(compile="auto")  # edgetpu-only key
+
+
+def test_checker_flags_silu_for_edgetpu_once_with_the_fix(onnx_pair, tmp_path) -> None:
+    models, detector = onnx_pair("demo-yolov8n-silu.yaml")
+    job = make_job("edgetpu", models, detector.head, tmp_path / "s", activations=detector.activations)
+    findings = TFLiteBackend().check(job)
+    assert [f.rule for f in findings] == ["edgetpu.silu"]
+    silu = findings[0]
+    assert silu.severity is Severity.FALLBACK and silu.fix == FIX
+    assert "more like it" in silu.where and "SiLU" in silu.message
+
+
+def test_checker_passes_relu6_for_edgetpu_and_nxp(onnx_pair, tmp_path) -> None:
+    models, detector = onnx_pair("demo-yolov8n-relu6.yaml")
+    for target in ("edgetpu", "nxp", "tflite"):
+        assert TFLiteBackend().check(make_job(target, models, detector.head, tmp_path / target)) == []
+
+
+def test_checker_only_warns_on_silu_for_nxp(onnx_pair, tmp_path) -> None:
+    models, detector = onnx_pair("demo-yolov8n-silu.yaml")
+    findings = TFLiteBackend().check(make_job("nxp", models, detector.head, tmp_path / "n"))
+    assert [(f.rule, f.severity) for f in findings] == [("nxp.silu", Severity.WARNING)]
+
+
+def test_edgetpu_silu_without_fallback_stops_before_any_work(onnx_pair, tmp_path) -> None:
+    """The backend refuses on its own too (not only through the pipeline's gate), writing nothing."""
+    models, detector = onnx_pair("demo-yolov8n-silu.yaml")
+    job = make_job("edgetpu", models, detector.head, tmp_path / "staging")
+    with pytest.raises(EdgeqError) as err:
+        TFLiteBackend().build(job)
+    assert "SiLU" in err.value.problem and err.value.fix.startswith(FIX)
+    assert "--allow-cpu-fallback" in err.value.fix
+    assert list(job.staging.iterdir()) == []
+
+
+def test_cli_edgetpu_silu_is_one_line_exit_2(cli, small_data, tmp_path) -> None:
+    need_stack()  # the CLI checks the backend's dependencies before anything else
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("export", "--target", "edgetpu", "--model", Path(__file__).parents[3] / "edgeq" /
+                               "assets" / "demo-yolov8n-silu.yaml", "--imgsz", IMGSZ, "--data", small_data,
+                               "--calib-images", 4, "--val-images", 4, "--out", out, "--no-progress")
+    assert code == 2
+    error = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(error) == 1 and "SiLU" in error[0] and FIX in error[0] and "--allow-cpu-fallback" in error[0]
+    assert "Traceback" not in stderr
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def _unconvertible_onnx(path: Path) -> Path:
+    """A valid ONNX file with an op no converter knows: onnx2tf fails on it for real."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])
+    nodes = [helper.make_node("Relu", ["images"], ["r"], name="relu"),
+             helper.make_node("EdgeqNoSuchOp", ["r"], ["out"], name="mystery")]
+    model = helper.make_model(helper.make_graph(nodes, "bad", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_converter_failure_is_a_stage_error_with_the_log_kept(tmp_path) -> None:
+    need_stack()
+    from edgeq.head import HeadSpec
+    from edgeq.model import OnnxModels
+
+    bad = _unconvertible_onnx(tmp_path / "bad.onnx")
+    spec = HeadSpec(nc=6, reg_max=16, strides=(8, 16, 32), imgsz=32, names=tuple("abcdef"))
+    calib = [np.full((1, 3, 32, 32), v / 255.0, np.float32) for v in (0, 128, 255)]
+    root = tmp_path / ".out.partial"
+    job = make_job("tflite", OnnxModels(body=bad, full=bad), spec, root / "artifacts", calibration=calib,
+                   heads=["detached"])
+    with pytest.raises(StageError) as err:
+        TFLiteBackend().build(job)
+    assert err.value.stage == "onnx2tf"
+    log = Path(err.value.log_path)
+    assert log.parent == root and log.name == "tflite-detached-onnx2tf.log"  # where the pipeline keeps logs
+    assert "EdgeqNoSuchOp" in log.read_text() or "Traceback" in log.read_text()
+    assert str(log) in err.value.one_line() and "\n" not in err.value.one_line()
+    assert not any(job.staging.rglob("*.tflite")) and not (job.staging / ".tflite-work").exists()

@@ -1,0 +1,31 @@
+"""Helpers shared by the TFLite family tests (plain functions; the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeq.backend import Job
+from edgeq.head import HeadSpec
+
+IMGSZ = 160  # small input keeps conversions to seconds; every rule and mapping is size-independent
+ASSETS = Path(__file__).parents[3] / "edgeq" / "assets"
+
+
+def need_stack() -> None:
+    for module in ("tensorflow", "tf_keras", "onnx2tf", "ai_edge_litert"):
+        pytest.importorskip(module)
+
+
+def make_job(target: str, models, head: HeadSpec, staging: Path, calibration=(), allow_fallback=None,
+             activations=None, **options) -> Job:
+    from edgeq_tflite import TFLiteBackend
+
+    backend = TFLiteBackend()
+    staging.mkdir(parents=True, exist_ok=True)
+    return Job(target=target, options=backend.options_model(target)(**options), head=head,
+               body_onnx=models.body, full_onnx=models.full, calibration=calibration, staging=staging,
+               activations=activations or {},
+               allow_fallback=backend.fallback_by_default[target] if allow_fallback is None else allow_fallback,
+               progress=False)

@@ -73,6 +73,34 @@ def _to_onnx_layout(tf_out: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarr
     return None
 
 
+def _calibrate_once() -> None:
+    """Activation ranges do not depend on the weight granularity: calibrate the float model once and let every
+    later conversion of the same model reuse the statistics (the converter's own path, minus the repeat)."""
+    import hashlib
+
+    from tensorflow.lite.python.optimize import calibrator
+
+    if getattr(calibrator.Calibrator, "_edgeq_memo", None) is not None:
+        return
+    memo: dict[str, bytes] = {}
+    init, calibrate = calibrator.Calibrator.__init__, calibrator.Calibrator.calibrate
+
+    def init_keyed(self, model_content, *args, **kwargs):
+        self._edgeq_key = hashlib.sha256(model_content).hexdigest()
+        init(self, model_content, *args, **kwargs)
+
+    def calibrate_memo(self, dataset_gen):
+        if self._edgeq_key not in memo:
+            memo[self._edgeq_key] = calibrate(self, dataset_gen)
+        else:
+            print("edgeq: reusing the calibration statistics of the same float model", flush=True)
+        return memo[self._edgeq_key]
+
+    calibrator.Calibrator.__init__ = init_keyed
+    calibrator.Calibrator.calibrate = calibrate_memo
+    calibrator.Calibrator._edgeq_memo = memo
+
+
 def convert(job: dict) -> dict:
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,13 +174,19 @@ def convert(job: dict) -> dict:
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         return {name: out for name, out in zip(names, outs)}
 
+    # A plain tf.Module holding the variables, not the Keras model: the converter saves its trackable object as a
+    # SavedModel, and walking Keras' serialization metadata of an onnx2tf model takes over a minute per file.
+    holder = tf.Module()
+    holder.variables_ = list(model.variables)
+    holder.serve = serve
     concrete = serve.get_concrete_function()
+    _calibrate_once()
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[job["io_dtype"]]
     built = []
     for spec in job["outputs"]:
         t = time.perf_counter()
         try:
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([b] for b in _images(calib))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -241,15 +241,33 @@ class TensorRTBackend(Backend):
                      + ("" if is_default else " (comparison: same model.onnx + cache, no --layerPrecisions)"),
                 open_runner=(lambda p=emulated: OnnxRuntimeRunner(p)), extra=dict(extra),
                 companions=tuple(companions) if is_default else ()))
-        standalone = not job.allow_fallback
-        artifacts.append(Artifact(
-            name="dla-engine", target="dla", variant="engine", path=out / ("model.loadable" if standalone
-                                                                          else "model.engine"),
-            precision="int8+fp16", layout=layout, status="not-built",
-            note=f"TensorRT with DLA is not available here: on the Jetson run dla/{shell.name} "
-                 f"({'standalone loadable' if standalone else 'GPU fallback allowed'}) or dla/{python.name}",
-            extra=dict(extra), companions=(shell, python)))
+        artifacts.append(self._dla_engine(job, out, onnx_path, cache_path, fp16, layout, extra, (shell, python)))
         return artifacts
+
+    def _dla_engine(self, job: Job, out: Path, onnx_path: Path, cache_path: Path, fp16: list[str],
+                    layout: HeadLayout, extra: dict, scripts: tuple[Path, Path]) -> Artifact:
+        """Where TensorRT sees a DLA core (on the Jetson): build and run the engine (`measured`); else `not-built`."""
+        from edgeq_tensorrt.runner import TensorRTRunner, build_engine, dla_cores, tensorrt_available
+
+        opts: DLAOptions = job.options
+        standalone = not job.allow_fallback
+        if tensorrt_available() and dla_cores() > opts.dla_core:
+            engine_path = out / "model.engine"  # float I/O for the evaluator; the deployable build is build_dla.sh
+            engine_path.write_bytes(build_engine(onnx_path, calib_cache=cache_path, fp16_layers=fp16,
+                                                 dla_core=opts.dla_core, gpu_fallback=job.allow_fallback))
+            return Artifact(name="dla-engine", target="dla", variant="engine", path=engine_path,
+                            precision="int8+fp16", layout=layout, status="measured",
+                            note=f"TensorRT engine on DLA core {opts.dla_core} from model.onnx + model.cache",
+                            open_runner=lambda: TensorRTRunner(engine_path, opts.dla_core), measure_latency=True,
+                            extra=dict(extra), companions=scripts)
+        why = "TensorRT is not installed here" if not tensorrt_available() else "this TensorRT sees no DLA core"
+        return Artifact(
+            name="dla-engine", target="dla", variant="engine",
+            path=out / ("model.loadable" if standalone else "model.engine"), precision="int8+fp16", layout=layout,
+            status="not-built",
+            note=f"{why}: on the Jetson run dla/{scripts[0].name} "
+                 f"({'standalone loadable' if standalone else 'GPU fallback allowed'}) or dla/{scripts[1].name}",
+            extra=dict(extra), companions=scripts)
 
 
 def _collapse(findings: list[Finding]) -> list[Finding]:

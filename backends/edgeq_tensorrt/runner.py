@@ -23,6 +23,15 @@ def tensorrt_available() -> bool:
     return True
 
 
+def dla_cores() -> int:
+    """DLA cores the local TensorRT sees (0 without TensorRT or off-Jetson)."""
+    if not tensorrt_available():
+        return 0
+    import tensorrt as trt
+
+    return int(trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores)
+
+
 def build_engine(onnx_path: Path, *, calib_cache: Path | None = None, fp16_layers: Iterable[str] = (),
                  dla_core: int | None = None, gpu_fallback: bool = True, workspace_mb: int = 2048) -> bytes:
     """Serialized engine for `onnx_path`: Q/DQ ONNX (explicit INT8) or plain ONNX + calibration cache.
@@ -118,6 +127,7 @@ class TensorRTRunner(Runner):
             self.context.set_tensor_address(name, buffer.data_ptr())
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self.inputs if is_input else self.outputs).append(name)
+        self.input_shape = tuple(self.buffers[self.inputs[0]].shape)
         self.runtime = f"tensorrt {trt.__version__}" + (f" (DLA core {self.dla_core})" if self.dla_core is not None
                                                          else " (GPU)")
 

@@ -55,7 +55,8 @@ def test_dla_fp16_last_convs_within_1_point_and_all_int8_reported(dla):
     main = names["dla-int8-fp16-last-convs"]
     assert main["status"] == "emulated" and main["drop_map50_95"] <= 1.0
     assert names["dla-int8"]["map50_95"] is not None  # reported, no bound: this is what FP16 last convs buy
-    assert names["dla-engine"]["status"] == "not-built" and "build_dla.sh" in names["dla-engine"]["note"]
+    assert names["dla-engine"]["status"] in ("not-built", "measured")  # measured on a Jetson
+    assert "build_dla.sh" in names["dla-engine"]["note"] or names["dla-engine"]["status"] == "measured"
     assert main["extra"]["gpu_fallback_layers"] == 0  # --no-gpu-fallback passed: wholly on DLA
     assert (out / "dla" / "model.cache").read_text().startswith("TRT-100300-EntropyCalibration2\nimages: 3c010204")
 

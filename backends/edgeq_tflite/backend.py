@@ -150,6 +150,10 @@ class TFLiteBackend(Backend):
             raise EdgeqError(f"{job.target}: {name}: {f.where}: {f.message}",
                              f.fix + (" or pass --allow-cpu-fallback to accept it"
                                       if f.severity is Severity.FALLBACK else ""))
+        sink = getattr(job, "findings", None)  # findings made while building go into the report
+        if isinstance(sink, list):
+            sink.extend(Finding(f.rule, f.severity, f"{name}: {f.where}", f.message, f.fix)
+                        for f in _collapse(table.findings))
         layout = HeadLayout(head)
         companions = [ops_md]
         notes = [_HEAD_NOTES[head].format(head_json=f"{name}-head.json"),
@@ -170,7 +174,9 @@ class TFLiteBackend(Backend):
             param_bytes=graph.param_bytes,
             findings=[f.one_line() for f in _collapse([f for f in table.findings])],
             fp32_conversion_rel_error=max(conv.fp32_rel_error.values()),
-            export_s={"onnx2tf": conv.seconds.get("onnx2tf_s"), "quantize": conv.seconds.get(path.name)},
+            # onnx2tf and calibration run once per head and are shared by its granularities
+            export_s={"onnx2tf": conv.seconds.get("onnx2tf_s"), "calibrate": conv.seconds.get("calibrate_s"),
+                      "quantize": conv.seconds.get(path.name)},
             kernels=opts.kernels if job.target != "tflite" else "optimized",
         )
         if job.target == "edgetpu":

@@ -61,6 +61,9 @@ def worker_env(workdir: Path) -> dict[str, str]:
         "KERAS_HOME": str(cache / "keras"),
         "TFHUB_CACHE_DIR": str(cache / "tfhub"),
         "MPLCONFIGDIR": str(cache / "matplotlib"),
+        # onnxruntime keeps a device id under $XDG_CACHE_HOME/Microsoft; nothing else in the worker needs HOME
+        "XDG_CACHE_HOME": str(cache / "xdg-cache"),
+        "XDG_CONFIG_HOME": str(cache / "xdg-config"),
         "CUDA_VISIBLE_DEVICES": "",
         "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp),
         "PYTHONUNBUFFERED": "1",

@@ -135,3 +135,50 @@ def test_runner_maps_by_shape_without_a_signature(built, calib_160, tmp_path) ->
     square = HeadSpec(nc=64, reg_max=16, strides=job.head.strides, imgsz=job.head.imgsz, names=tuple(map(str, range(64))))
     with pytest.raises(EdgeqError, match="cannot be told apart"):
         LiteRTRunner(bare, head=square, layout=HeadLayout.DETACHED).load()
+
+
+def test_edgetpu_artifact_ships_the_compile_command(onnx_pair, calib_160, tmp_path) -> None:
+    """No edgetpu_compiler here: the .tflite is built, the exact command is left beside it, the figures are
+    emulated with the INT8 reference kernels, and the compiled file is declared not built."""
+    import shutil
+
+    from edgeq_tflite import TFLiteBackend
+
+    if shutil.which("edgetpu_compiler"):
+        pytest.skip("edgetpu_compiler is installed: the compile path runs instead")
+    models, detector = onnx_pair("demo-yolov8n-relu6-320.pt")
+    job = make_job("edgetpu", models, detector.head, tmp_path / "artifacts", calibration=calib_160[0])
+    (art,) = TFLiteBackend().build(job)
+    assert art.name == "edgetpu-int8-detached-per-channel" and art.status == "emulated"
+    assert not art.measure_latency
+    script = art.path.parent / "compile_edgetpu.sh"
+    assert script in art.companions
+    assert f"edgetpu_compiler -s -o . {art.path.name}" in script.read_text().splitlines()
+    assert art.extra["edgetpu_compiler"] == "not on PATH" and "not on PATH" in art.note
+    assert art.extra["ops_on_accelerator"] == art.extra["ops"] and art.extra["first_unmapped_op"] is None
+    with art.open_runner() as runner:
+        assert "reference" in runner.runtime
+        out = runner.infer(np.asarray(calib_160[0][0]))
+    assert sorted(out) == sorted(job.head.body_outputs)
+
+
+def test_nxp_uint8_io_is_still_full_integer(onnx_pair, calib_160, tmp_path) -> None:
+    from edgeq_tflite import TFLiteBackend
+    from edgeq_tflite.backend import full_integer_problems
+    from edgeq_tflite.graph import read_tflite
+
+    models, detector = onnx_pair("demo-yolov8n-relu6-320.pt")
+    job = make_job("nxp", models, detector.head, tmp_path / "artifacts", calibration=calib_160[0], io_dtype="uint8")
+    (art,) = TFLiteBackend().build(job)
+    graph = read_tflite(art.path)
+    assert full_integer_problems(graph) == []
+    assert graph.inputs[0].dtype == "uint8" and graph.inputs[0].zero_point == (0,)
+    assert abs(graph.inputs[0].scale[0] - 1 / 255) < 1e-6  # camera pixels feed in unchanged
+    assert graph.layers[0].op == "QUANTIZE" and {t.dtype for t in graph.outputs} == {"uint8"}
+    assert art.extra["granularity"] == "per-tensor" and art.extra["findings"] == []
+    images = np.asarray(calib_160[0][1])
+    ref = _reference(job, images)
+    with art.open_runner() as runner:
+        out = runner.infer(images)
+    for name in ref:
+        assert np.corrcoef(out[name].ravel(), ref[name].ravel())[0, 1] > 0.98, name

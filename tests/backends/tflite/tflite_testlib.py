@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,12 @@ ASSETS = Path(__file__).parents[3] / "edgeq" / "assets"
 
 
 def need_stack() -> None:
-    for module in ("tensorflow", "tf_keras", "onnx2tf", "ai_edge_litert"):
-        pytest.importorskip(module)
+    """Skip unless the whole conversion stack is installed. Looked up, not imported: importing tf_keras
+    writes ~/.keras, and the tests use the stack only through the backend's worker process and LiteRT."""
+    missing = [m for m in ("tensorflow", "tf_keras", "onnx2tf", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"TFLite stack not installed ({', '.join(missing)}): pip install 'edgeq[tflite]' && "
+                    "pip install --no-deps onnx2tf==1.28.8 tf_keras==2.21.0", allow_module_level=True)
 
 
 def make_job(target: str, models, head: HeadSpec, staging: Path, calibration=(), allow_fallback=None,

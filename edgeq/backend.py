@@ -8,6 +8,7 @@ imports that lazily inside `check`/`build`, and `missing()` says which extra to 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -66,6 +67,17 @@ class Job:
     activations: dict[str, int]  # activation module types of the source model, with counts
     allow_fallback: bool = True  # resolved: --allow-cpu-fallback / --no-gpu-fallback, else the target's default
     progress: bool = True
+    findings: list[Finding] = field(default_factory=list)  # found while building (e.g. after calibration)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An extra `edgeq <name>` subcommand a backend contributes (e.g. the TensorRT family's `translate`)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]  # raises EdgeqError for user mistakes, like every command
 
 
 class Backend(ABC):
@@ -97,6 +109,10 @@ class Backend(ABC):
     @abstractmethod
     def build(self, job: Job) -> list[Artifact]:
         """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)."""
+
+    def commands(self) -> list[Command]:
+        """Subcommands this family adds to the `edgeq` CLI."""
+        return []
 
     def runner_for(self, path: Path) -> Runner | None:
         """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""

@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("targets", help="list targets, their backend families and missing extras")
     recipes = sub.add_parser("recipes", help="list shipped recipes, or show one resolved")
     recipes.add_argument("name", nargs="?", help="show this recipe with extends: resolved")
+
+    from edgeq.backend import discover
+
+    for backend in {id(b): b for b in discover().values()}.values():
+        for command in backend.commands():
+            plugin = sub.add_parser(command.name, help=f"{command.help} ({backend.family} backend)",
+                                    description=command.help)
+            command.add_arguments(plugin)
+            plugin.set_defaults(plugin_run=command.run)
     return parser
 
 
@@ -79,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
         set_cache_dir(args.cache_dir)
     try:
+        if hasattr(args, "plugin_run"):
+            return args.plugin_run(args)
         return {"export": _export, "eval": _eval, "targets": _targets, "recipes": _recipes}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)

@@ -141,10 +141,13 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
 
     with timer.stage("check"):
         findings = backend.check(job)
-    _gate(findings, allow, recipe.target)
+    _gate(findings, allow, recipe.target, explicit=request.allow_fallback)
     log(f"building {recipe.target} artifacts ({len(calib_paths)} calibration images)")
     with timer.stage("build"):
         artifacts = backend.build(job)
+    for finding in job.findings:
+        log(finding.one_line())
+    findings = [*findings, *job.findings]
 
     settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
     sample = preprocess(read_image(eval_set.images[0]), imgsz)[0]
@@ -175,7 +178,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     return report
 
 
-def _gate(findings: list[Finding], allow_fallback: bool, target: str) -> None:
+def _gate(findings: list[Finding], allow_fallback: bool, target: str, explicit: bool | None) -> None:
     for finding in findings:
         log(finding.one_line())
     blocking = [f for f in findings if f.severity is Severity.ERROR or
@@ -183,7 +186,9 @@ def _gate(findings: list[Finding], allow_fallback: bool, target: str) -> None:
     if blocking:
         first = blocking[0]
         more = f" (and {len(blocking) - 1} more, listed above)" if len(blocking) > 1 else ""
-        hint = " or pass --allow-cpu-fallback to accept it" if first.severity is Severity.FALLBACK else ""
+        hint = "" if first.severity is not Severity.FALLBACK else \
+            " or drop --no-gpu-fallback to accept the fallback" if explicit is False else \
+            " or pass --allow-cpu-fallback to accept it"
         raise EdgeqError(f"{target}: {first.where}: {first.message}{more}", first.fix + hint)
 
 

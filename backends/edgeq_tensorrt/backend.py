@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from edgeq.backend import Artifact, Backend, BackendOptions, Job
+from edgeq.backend import Artifact, Backend, BackendOptions, Command, Job
 from edgeq.errors import EdgeqError
 from edgeq.head import HEAD_PREFIX, INPUT_NAME, HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
@@ -101,6 +101,11 @@ class TensorRTBackend(Backend):
             return self._build_dla(job, work) if job.target == "dla" else self._build_gpu(job, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def commands(self) -> list[Command]:
+        from edgeq_tensorrt import translate
+
+        return [Command("translate", translate.TRANSLATE_HELP, translate.add_arguments, translate.run)]
 
     def runner_for(self, path: Path):
         from edgeq_tensorrt.runner import TensorRTRunner, tensorrt_available

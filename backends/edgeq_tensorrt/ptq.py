@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,6 @@ import numpy as np
 
 from edgeq.errors import EdgeqError, StageError
 from edgeq.head import HEAD_PREFIX, INPUT_NAME
-from edgeq_tensorrt.qdq import dedupe_opsets
 
 
 def calibration_array(images: Sequence[np.ndarray], limit: int | None = None) -> np.ndarray:
@@ -34,13 +34,9 @@ def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work:
                       target_dla: bool = False, exclude: Sequence[str] = (f"{HEAD_PREFIX}.*",),
                       log_path: Path | None = None) -> Path:
     """Quantize `onnx_path` into `out_path` (Q/DQ ONNX). Temporary files stay inside `work`."""
-    import onnx
-
     work.mkdir(parents=True, exist_ok=True)
-    model = onnx.load(str(onnx_path))
-    dedupe_opsets(model)
     source = work / f"{Path(onnx_path).stem}-ptq-input.onnx"
-    onnx.save(model, str(source))
+    shutil.copy(onnx_path, source)
     try:
         from modelopt.onnx.quantization import quantize
     except ImportError as exc:

@@ -16,19 +16,6 @@ DQ_OPS = ("DequantizeLinear",)
 INT8_MAX = 127.0
 
 
-def dedupe_opsets(model) -> None:
-    """Keep one opset import per domain (the highest). onnx.compose.merge_models can list the default domain twice,
-    which onnxruntime.quantization (and so ModelOpt) rejects with 'Failed to find proper ai.onnx domain'."""
-    best: dict[str, int] = {}
-    for entry in model.opset_import:
-        domain = "" if entry.domain == "ai.onnx" else entry.domain
-        best[domain] = max(best.get(domain, 0), entry.version)
-    del model.opset_import[:]
-    from onnx import helper
-
-    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in best.items())
-
-
 class GraphIndex:
     """Producers, consumers and constant values of an ONNX graph (main graph only)."""
 

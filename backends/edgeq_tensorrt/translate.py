@@ -320,23 +320,32 @@ def precision_config(result: Translation) -> dict:
             "weights_not_per_channel_max": result.weight_mismatch}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeq_tensorrt.translate",
-                                     description="Q/DQ ONNX -> ONNX without Q/DQ + TensorRT calibration cache (DLA)")
-    parser.add_argument("model", type=Path, help="ONNX with QuantizeLinear/DequantizeLinear pairs")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="ONNX with QuantizeLinear/DequantizeLinear pairs (PTQ or QAT export)")
     parser.add_argument("--out", "-o", type=Path, default=Path("translated"))
     parser.add_argument("--trt-version", default="10.3", help="TensorRT version for the cache header")
-    args = parser.parse_args(argv)
-    try:
-        files = translate(args.model, args.out, args.trt_version)
-    except EdgeqError as exc:
-        print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
+    """`edgeq translate`: Q/DQ ONNX -> ONNX without Q/DQ + calibration cache; raises EdgeqError on bad input."""
+    files = translate(args.model, args.out, args.trt_version)
     config = json.loads(files.precision.read_text())
     print(f"{files.onnx}\n{files.cache} ({len(config['int8_tensor_scales'])} scales, "
           f"{len(config['inferred'])} inferred)\nfp16 nodes: {len(config['fp16_nodes'])}")
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgeq_tensorrt.translate", description=TRANSLATE_HELP)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except EdgeqError as exc:
+        print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+
+
+TRANSLATE_HELP = "Q/DQ ONNX -> ONNX without Q/DQ + TensorRT calibration cache (DLA)"
 
 if __name__ == "__main__":
     sys.exit(main())

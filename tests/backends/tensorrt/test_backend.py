@@ -85,8 +85,8 @@ def test_pipeline_gate_refuses_the_fallback_with_exit_2(tmp_path, yolo_onnx):
     path = _save(rule_breaker(), tmp_path / "rb.onnx")
     findings = TensorRTBackend().check(_job(tmp_path, "dla", path, path, head))
     with pytest.raises(EdgeqError) as info:
-        _gate(findings, allow_fallback=False, target="dla")
-    assert info.value.exit_code == 2
+        _gate(findings, allow_fallback=False, target="dla", explicit=False)
+    assert info.value.exit_code == 2 and "drop --no-gpu-fallback" in str(info.value)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_cli_refuses_a_layer_dla_cannot_run_under_no_gpu_fallback(tmp_path, cli)
                        "--calib-images", "4", "--val-images", "4", "--out", out, "--no-progress")
     errors = [line for line in err.splitlines() if line.startswith("edgeq: error:")]
     assert code == 2 and len(errors) == 1
-    assert "edgeq_head/" in errors[0] and "Fix:" in errors[0] and "--allow-cpu-fallback" in errors[0]
+    assert "edgeq_head/" in errors[0] and "Fix:" in errors[0] and "drop --no-gpu-fallback" in errors[0]
     assert not out.exists() and not list(tmp_path.glob(".out.edgeq-partial-*"))
 
 

@@ -203,11 +203,15 @@ def test_qdq_without_constant_scales_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cli_writes_all_three_files(tmp_path, capsys):
+def test_edgeq_translate_command_writes_all_three_files(tmp_path, capsys):
+    """`edgeq translate` is contributed by the TensorRT backend through the plugin command hook."""
     import onnx
 
+    from edgeq.cli import main as edgeq_main
+
     onnx.save(_qat_style_model(), str(tmp_path / "qat.onnx"))
-    assert main([str(tmp_path / "qat.onnx"), "--out", str(tmp_path / "t"), "--trt-version", "10.3"]) == 0
+    assert edgeq_main(["translate", str(tmp_path / "qat.onnx"), "--out", str(tmp_path / "t"),
+                       "--trt-version", "10.3"]) == 0
     names = sorted(p.name for p in (tmp_path / "t").iterdir())
     assert names == ["qat-noqdq.onnx", "qat-precision.json", "qat.cache"]
     assert parse_cache(tmp_path / "t" / "qat.cache").scales["images"] == float32(1 / 127)

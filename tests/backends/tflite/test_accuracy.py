@@ -4,7 +4,6 @@ the detached head, per-channel, stays within 1.0 mAP50-95 point of FP32 and beat
 from __future__ import annotations
 
 import pytest
-
 from tflite_testlib import need_stack
 
 need_stack()

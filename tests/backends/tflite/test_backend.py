@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeq_tflite import TFLiteBackend
+from pydantic import ValidationError
+from tflite_testlib import IMGSZ, make_job, need_stack
 
 from edgeq.errors import EdgeqError, StageError
 from edgeq.rules import Severity
-from edgeq_tflite import TFLiteBackend
-
-from tflite_testlib import IMGSZ, make_job, need_stack
 
 FIX = "swap the activation to ReLU/ReLU6 and fine-tune (activation swap with recovery fine-tuning, planned)"
 
@@ -46,11 +45,11 @@ def test_defaults_per_target() -> None:
     assert tpu.granularity == ["per-channel"] and tpu.heads == ["detached"] and tpu.kernels == "reference"
     assert nxp.granularity == ["per-tensor"] and nxp.heads == ["detached"]
     assert backend.options_model("tflite")(granularity="per-tensor").granularity == ["per-tensor"]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         backend.options_model("nxp")(granularity="per-layer")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         backend.options_model("nxp")(heads=["detached", "detached"])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         backend.options_model("tflite")(compile="auto")  # edgetpu-only key
 
 
@@ -90,7 +89,7 @@ def test_edgetpu_silu_without_fallback_stops_before_any_work(onnx_pair, tmp_path
 def test_cli_edgetpu_silu_is_one_line_exit_2(cli, small_data, tmp_path) -> None:
     need_stack()  # the CLI checks the backend's dependencies before anything else
     out = tmp_path / "out"
-    code, stdout, stderr = cli("export", "--target", "edgetpu", "--model", Path(__file__).parents[3] / "edgeq" /
+    code, _, stderr = cli("export", "--target", "edgetpu", "--model", Path(__file__).parents[3] / "edgeq" /
                                "assets" / "demo-yolov8n-silu.yaml", "--imgsz", IMGSZ, "--data", small_data,
                                "--calib-images", 4, "--val-images", 4, "--out", out, "--no-progress")
     assert code == 2

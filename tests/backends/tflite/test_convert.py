@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tflite_testlib import make_job, need_stack
 
 from edgeq.errors import EdgeqError
 from edgeq.head import HeadLayout, HeadSpec
-from tflite_testlib import make_job, need_stack
 
 need_stack()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from edgeq.rules import Layer, RuleTable, Severity, TensorInfo
 from edgeq_tflite.graph import TFLiteGraph
 from edgeq_tflite.optable import RULES, build_op_table
+
+from edgeq.rules import Layer, RuleTable, Severity, TensorInfo
 
 ACTIVATION_FIX = "swap the activation to ReLU/ReLU6 and fine-tune (activation swap with recovery fine-tuning, planned)"
 

@@ -47,6 +47,8 @@ class LiteRTRunner(Runner):
             raise EdgeqError(f"'{self.path.name}' has {len(inputs)} inputs; a detector has one image input",
                              "export the detector with edgeq")
         self.input = inputs[0]
+        n, h, w, c = (int(d) for d in self.input["shape"])
+        self.input_shape = (n, c, h, w)  # what infer() takes: NCHW, like every runner
         self.outputs = self._map_outputs(self.interpreter.get_output_details())
 
     # --- output naming -------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ def _reference(job, images):
 
 
 def test_runner_names_and_layout_match_the_onnx_body(built, calib_160) -> None:
+    from edgeq_tflite import TFLiteBackend
     from edgeq_tflite.runner import LiteRTRunner
 
     job, arts = built
@@ -95,6 +96,8 @@ def test_runner_names_and_layout_match_the_onnx_body(built, calib_160) -> None:
         assert value.shape == ref[name].shape and value.dtype == np.float32
         corr = np.corrcoef(value.ravel(), ref[name].ravel())[0, 1]
         assert corr > 0.98, (name, corr)  # INT8 vs FP32 of the same tensor, not a swapped one
+    with TFLiteBackend().runner_for(arts["per-channel"].path) as found:  # what `edgeq eval x.tflite` opens
+        assert found.input_shape == (1, 3, 160, 160)
     with LiteRTRunner(arts["per-channel"].path, reference_kernels=True) as plain:  # names from the signature
         again = plain.infer(images)
         steps = {name: d["quantization"][0] for name, d in plain.outputs}

@@ -33,7 +33,12 @@ def _gated_by(layer: Layer, params: Mapping[str, Any]) -> str | None:
 
 @predicate("attr_in")
 def _attr_in(layer: Layer, params: Mapping[str, Any]) -> str | None:
-    """Attribute `attr` is one of `allowed` (missing attribute: `default`, else passes)."""
+    """Attribute `attr` is one of `allowed` (missing attribute: `default`, else passes). With `when`, only
+    layers whose attributes equal those values are checked (`when_default` fills attributes left out)."""
+    defaults = params.get("when_default", {})
+    for key, want in params.get("when", {}).items():
+        if layer.attrs.get(key, defaults.get(key)) != want:
+            return None
     value = layer.attrs.get(params["attr"], params.get("default"))
     if value is None or value in params["allowed"]:
         return None

@@ -164,3 +164,19 @@ def test_compile_script_holds_the_exact_command(tmp_path: Path) -> None:
     assert lines.count("edgetpu_compiler -s -o . a.tflite") == 1
     assert "edgetpu_compiler -s -o . b.tflite" in lines
     assert script.stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize(("attrs", "flagged"), [
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}, False),  # what PyTorch exports
+    ({"mode": "nearest", "coordinate_transformation_mode": "half_pixel"}, True),
+    ({"mode": "nearest"}, True),  # ONNX's default coordinate mode is half_pixel
+    ({}, True),  # ... and its default mode nearest
+    ({"mode": "linear", "coordinate_transformation_mode": "half_pixel"}, False),  # bilinear is not refused
+])
+def test_nxp_source_rule_on_onnx_resize(attrs, flagged) -> None:
+    from edgeq_tflite import predicates  # noqa: F401
+
+    table = RuleTable.load(RULES / "nxp-onnx.yaml")
+    layer = Layer(name="up", op="Resize", attrs=attrs, inputs=(TensorInfo("x", (1, 16, 20, 20)),),
+                  outputs=(TensorInfo("y", (1, 16, 40, 40)),))
+    assert bool([f for f in table.evaluate([layer]) if f.rule == "nxp.resize-half-pixel"]) is flagged

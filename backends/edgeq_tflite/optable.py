@@ -52,9 +52,9 @@ class OpTable:
 
     def markdown(self, title: str) -> str:
         lines = [f"# {title}", "", f"Target: `{self.target}`. {self.summary()}.", "",
-                 f"Predicted from the rule table `rules/{self.target}.yaml` on the file's own op codes, options, "
-                 "tensor types and quantization parameters; where the vendor compiler runs, its log is the "
-                 "authority.", ""]
+                 (f"Predicted from the rule table `rules/{self.target}.yaml` on the file's own op codes, options, "
+                  "tensor types and quantization parameters; where the vendor compiler runs, its log is the "
+                  "authority."), ""]
         model_level = [f for f in self.findings if f.where == "model"]
         for f in model_level:
             lines.append(f"- {f.one_line()}")

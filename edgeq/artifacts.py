@@ -20,7 +20,7 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         from edgeq.model import load_detector
         from edgeq.runners.torch import TorchRunner
 
-        detector = load_detector(path, imgsz or 640)
+        detector = load_detector(path, imgsz)
         return TorchRunner(detector.module), detector.head
     if suffix == ".onnx":
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner

@@ -34,9 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
     which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
-    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml (default: the demo detector)")
+    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml (default: the demo detector; "
+                        "demo:relu6 is its ReLU6 twin)")
     export.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
-    export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default 640; demo 320)")
+    export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default: the size the "
+                        "checkpoint was trained at, else 640)")
     export.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<target>)")
     export.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
     export.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
@@ -82,11 +84,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgeq.env import contain_caches, set_cache_dir
+
     args = _parser().parse_args(argv)
     if args.cache_dir:
-        from edgeq.env import set_cache_dir
-
         set_cache_dir(args.cache_dir)
+    contain_caches()
     try:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)

@@ -18,7 +18,15 @@ DEMO_IMGSZ = 320
 DEMO_SEED = 0  # the demo weights were trained on seed-1000 images, so seed-0 data is unseen
 
 
+DEMO_ACTIVATIONS = ("silu", "relu6")
+
+
 def demo_model(activation: str = "silu") -> Path:
+    if activation not in DEMO_ACTIVATIONS:
+        from edgeq.errors import EdgeqError
+
+        raise EdgeqError(f"there is no demo detector 'demo:{activation}'",
+                         f"use one of: {', '.join('demo:' + a for a in DEMO_ACTIVATIONS)}")
     return ASSETS / f"demo-yolov8n-{activation}-{DEMO_IMGSZ}.pt"
 
 

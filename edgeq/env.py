@@ -18,14 +18,21 @@ def set_cache_dir(path: Path) -> None:
     os.environ["EDGEQ_CACHE"] = str(Path(path).resolve())
 
 
-def offline_ultralytics():
-    """Import ultralytics with downloads, auto-installs and its settings file pointed into our cache."""
+def contain_caches() -> None:
+    """Point every HOME-like cache the toolchain writes (Ultralytics settings, matplotlib, Keras, ONNX
+    Runtime's ~/.cache/Microsoft) into our cache, unless the user already chose a place."""
     root = cache_dir()
+    for variable, folder in (("YOLO_CONFIG_DIR", "ultralytics"), ("MPLCONFIGDIR", "matplotlib"),
+                             ("KERAS_HOME", "keras"), ("XDG_CACHE_HOME", "xdg")):
+        os.environ.setdefault(variable, str(root / folder))
+
+
+def offline_ultralytics():
+    """Import ultralytics with downloads and auto-installs off and its settings file in our cache."""
+    contain_caches()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(root / "ultralytics"))
-    os.environ.setdefault("MPLCONFIGDIR", str(root / "matplotlib"))
     import ultralytics
 
     return ultralytics

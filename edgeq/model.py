@@ -42,14 +42,19 @@ class OnnxModels:
     full: Path  # images -> output0, decode head attached in pixel units
 
 
-def load_detector(path: Path, imgsz: int) -> Detector:
-    """Load and validate; every user mistake becomes a one-line EdgeqError."""
+DEFAULT_IMGSZ = 640
+
+
+def load_detector(path: Path, imgsz: int | None = None) -> Detector:
+    """Load and validate; every user mistake becomes a one-line EdgeqError. Without `imgsz`, the size the
+    checkpoint was trained at (else 640)."""
     path = Path(path)
     if not path.exists():
         raise EdgeqError(f"model file '{path}' does not exist", _MODEL_FIX)
     if path.suffix.lower() not in (".pt", ".yaml", ".yml"):
         raise EdgeqError(f"model '{path}' is neither a .pt checkpoint nor a model .yaml", _MODEL_FIX)
-    _check_imgsz(imgsz)
+    if imgsz is not None:
+        _check_imgsz(imgsz)
     from edgeq.env import offline_ultralytics
 
     offline_ultralytics()
@@ -59,11 +64,14 @@ def load_detector(path: Path, imgsz: int) -> Detector:
     if path.suffix.lower() == ".pt":
         try:
             with quiet:
-                model, _ = tasks.load_checkpoint(str(path), device="cpu", fuse=True)
+                model, ckpt = tasks.load_checkpoint(str(path), device="cpu", fuse=True)
         except Exception as exc:  # torch/pickle raise many types for a corrupt or foreign file
             raise EdgeqError(f"could not read '{path}' as an Ultralytics checkpoint ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})", _MODEL_FIX) from None
         trained = True
+        if imgsz is None:
+            trained_at = (ckpt.get("train_args") or {}).get("imgsz")
+            imgsz = trained_at if isinstance(trained_at, int) and trained_at % 32 == 0 else DEFAULT_IMGSZ
     else:
         try:
             cfg = tasks.yaml_model_load(str(path))
@@ -75,6 +83,7 @@ def load_detector(path: Path, imgsz: int) -> Detector:
         with quiet:
             model = tasks.DetectionModel(cfg, verbose=False).fuse(verbose=False).eval()
         trained = False
+        imgsz = imgsz or DEFAULT_IMGSZ
     head = _detect_head(model, path)
     strides = tuple(int(s) for s in head.stride.tolist())
     if imgsz % max(strides):

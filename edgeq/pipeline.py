@@ -69,18 +69,18 @@ def check_output_folder(out: Path, force: bool) -> None:
                          "choose another --out, or pass --force to replace its contents")
 
 
-def resolve_inputs(recipe: Recipe, progress: bool = True) -> tuple[Path, Path, int]:
-    """Model, data and input size, falling back to the embedded demo."""
+def resolve_inputs(recipe: Recipe, progress: bool = True) -> tuple[Path, Path]:
+    """Model and data, falling back to the embedded demo (`demo` or `demo:relu6` names a demo detector)."""
     from edgeq import demo
 
-    model = Path(recipe.model) if recipe.model else demo.demo_model()
-    imgsz = recipe.imgsz or (demo.DEMO_IMGSZ if not recipe.model else 640)
+    name = recipe.model or "demo"
+    model = demo.demo_model(name.partition(":")[2] or "silu") if name.split(":")[0] == "demo" else Path(name)
     if recipe.data:
         data = Path(recipe.data)
     else:
         log("no --data: using the embedded synthetic dataset (generated once into the cache)")
         data = demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
-    return model, data, imgsz
+    return model, data
 
 
 def run_export(request: ExportRequest) -> Report:
@@ -118,11 +118,11 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     from edgeq.runners.torch import TorchRunner
 
     recipe, timer = request.recipe, _Timer()
-    model_path, data_path, imgsz = resolve_inputs(recipe, request.progress)
+    model_path, data_path = resolve_inputs(recipe, request.progress)
     dataset = load_dataset(data_path)
     with timer.stage("load"):
-        detector = load_detector(model_path, imgsz)
-    head = detector.head
+        detector = load_detector(model_path, recipe.imgsz)
+    head, imgsz = detector.head, detector.head.imgsz
     if dataset.names and len(dataset.names) != head.nc:
         raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
                          "evaluate with the dataset the model was trained on")

@@ -39,9 +39,9 @@ class EvaluationConfig(_Strict):
 class Recipe(_Strict):
     description: str = ""
     target: str
-    model: str | None = None  # None: the embedded demo detector
+    model: str | None = None  # None: the embedded demo detector ("demo:relu6": its ReLU6 twin)
     data: str | None = None  # None: the embedded synthetic dataset
-    imgsz: int | None = None  # None: 640, or 320 for the demo model
+    imgsz: int | None = None  # None: the size the checkpoint was trained at, else 640
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)

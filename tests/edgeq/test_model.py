@@ -40,6 +40,20 @@ def test_yaml_model_loads_untrained(yolo_yaml):
     assert detector.main_activation == "SiLU" and detector.activations["SiLU"] > 40
 
 
-def test_demo_checkpoint_loads(demo_pt):
-    detector = load_detector(demo_pt, 320)
-    assert detector.trained and detector.head.names[0] == "circle"
+def test_demo_checkpoint_loads_at_its_training_size(demo_pt):
+    detector = load_detector(demo_pt)  # no imgsz: the size the checkpoint was trained at
+    assert detector.trained and detector.head.names[0] == "circle" and detector.head.imgsz == 320
+    assert load_detector(yolo_yaml_path := demo_pt.with_name("demo-yolov8n-silu.yaml")).head.imgsz == 640
+    assert yolo_yaml_path.exists()
+
+
+def test_demo_shorthand():
+    from edgeq.demo import demo_model
+    from edgeq.pipeline import resolve_inputs
+    from edgeq.recipe import load_recipe
+
+    model, _ = resolve_inputs(load_recipe(None, target="openvino", overrides={"model": "demo:relu6",
+                                                                               "data": "unused"}))
+    assert model == demo_model("relu6") and load_detector(model).main_activation == "ReLU6"
+    with pytest.raises(EdgeqError, match="no demo detector 'demo:gelu'"):
+        demo_model("gelu")

@@ -9,16 +9,6 @@ from typing import Any
 
 
 @dataclass
-class Figures:
-    """mAP and latency of one evaluated model."""
-
-    map50_95: float | None
-    map50: float | None
-    latency_ms: float | None = None
-    runtime: str = ""
-
-
-@dataclass
 class ArtifactEntry:
     name: str
     target: str

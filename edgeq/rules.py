@@ -7,7 +7,7 @@ sense for them with `@predicate("name")`; the rules themselves stay rows in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -124,12 +124,6 @@ class RuleTable:
                     if found is not None:
                         findings.append(found)
         return findings
-
-
-def worst(findings: Sequence[Finding]) -> Severity | None:
-    order = [Severity.ERROR, Severity.FALLBACK, Severity.WARNING]
-    present = {f.severity for f in findings}
-    return next((s for s in order if s in present), None)
 
 
 # --- predicates shared by every table ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from edgeq.backend import Artifact, Backend, BackendOptions, Job
 from edgeq.head import HEAD_PREFIX, HeadLayout
 from edgeq.progress import bar
 from edgeq.rules import Finding, RuleTable
-from edgeq_openvino.runner import OpenVINORunner
+from edgeq_openvino.runner import OpenVINORunner, import_openvino
 
 RULES = Path(__file__).parent / "rules" / "openvino.yaml"
 
@@ -44,10 +44,11 @@ class OpenVINOBackend(Backend):
         return RuleTable.load(RULES).evaluate(onnx_layers(onnx.load(str(job.full_onnx))))
 
     def build(self, job: Job) -> list[Artifact]:
-        import openvino as ov
+        ov = import_openvino()
 
         opts: OpenVINOOptions = job.options
-        fp32 = ov.convert_model(str(job.full_onnx))
+        core = ov.Core()
+        fp32 = core.read_model(str(job.full_onnx))
         fp32_path = job.staging / "openvino-fp32" / "model.xml"
         ov.save_model(fp32, str(fp32_path), compress_to_fp16=False)
         artifacts = [self._artifact("openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
@@ -58,7 +59,7 @@ class OpenVINOBackend(Backend):
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
         for detach, variant, precision, note in variants:
             path = job.staging / f"openvino-{variant}" / "model.xml"
-            ov.save_model(self._quantize(ov.convert_model(str(job.full_onnx)), job, detach), str(path),
+            ov.save_model(self._quantize(core.read_model(str(job.full_onnx)), job, detach), str(path),
                           compress_to_fp16=False)
             artifacts.append(self._artifact(f"openvino-{variant}", variant, path, precision,
                                             f"{note}; {opts.preset} preset"))

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
 from edgeq.runners import Runner
 
 
+def import_openvino():
+    """Import OpenVINO without its telemetry client, which writes an id and usage counts into ~/intel as soon
+    as `openvino` is imported (and tries to send them). OpenVINO's converter and NNCF both fall back to a
+    no-op stub when `openvino_telemetry` cannot be imported; a None entry in sys.modules makes it so."""
+    sys.modules.setdefault("openvino_telemetry", None)
+    import openvino
+
+    return openvino
+
+
 class OpenVINORunner(Runner):
     def load(self) -> None:
-        import openvino as ov
-
+        ov = import_openvino()
         core = ov.Core()
         # f32 precision hint: on AMX/AVX512-BF16 CPUs OpenVINO would otherwise run "FP32" models in bf16,
         # and the FP32 figures (and the FP32 head of INT8 models) would not be FP32.

@@ -42,7 +42,9 @@ def test_accuracy_bounds(demo_export):
 
 
 def test_int8_ir_is_really_quantized(demo_export):
-    import openvino as ov
+    from edgeq_openvino.runner import import_openvino
+
+    ov = import_openvino()
 
     out, report = demo_export
     model = ov.Core().read_model(str(out / "openvino-int8" / "model.xml"))
@@ -57,3 +59,23 @@ def test_eval_command_reproduces_report(demo_export, cli):
     code, stdout, err = cli("eval", out / "openvino-int8" / "model.xml", "--val-images", "200", "--no-progress")
     assert code == 0, err
     assert f"| {expected:.2f} |" in stdout
+
+
+def test_export_writes_nothing_outside_output_and_cache(tmp_path):
+    """No ~/intel telemetry, ~/.cache, ~/.config/Ultralytics or ~/.keras: only --out and --cache-dir change."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EDGEQ_CACHE", "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "KERAS_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    result = subprocess.run([sys.executable, "-m", "edgeq.cli", "--cache-dir", str(tmp_path / "cache"), "export",
+                             "--target", "openvino", "--out", str(tmp_path / "out"), "--calib-images", "16",
+                             "--val-images", "16", "--no-progress", "--set", "evaluation.latency_runs=1"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "home", "out"]
+    assert list(home.iterdir()) == []

@@ -151,10 +151,8 @@ class TFLiteBackend(Backend):
             raise EdgeqError(f"{job.target}: {name}: {f.where}: {f.message}",
                              f.fix + (" or pass --allow-cpu-fallback to accept it"
                                       if f.severity is Severity.FALLBACK else ""))
-        sink = getattr(job, "findings", None)  # findings made while building go into the report
-        if isinstance(sink, list):
-            sink.extend(Finding(f.rule, f.severity, f"{name}: {f.where}", f.message, f.fix)
-                        for f in _collapse(table.findings))
+        job.findings.extend(Finding(f.rule, f.severity, f"{name}: {f.where}", f.message, f.fix)
+                            for f in _collapse(table.findings))  # found on the .tflite: into the report
         layout = HeadLayout(head)
         companions = [ops_md]
         notes = [_HEAD_NOTES[head].format(head_json=f"{name}-head.json"),

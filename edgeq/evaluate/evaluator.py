@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.data import preprocess, read_image, read_labels
+from edgeq.data import LabelStats, preprocess, read_image, read_labels
 from edgeq.evaluate.decode import postprocess, to_pixel_predictions
 from edgeq.evaluate.metrics import CocoAccumulator
 from edgeq.head import HeadLayout, HeadSpec
@@ -37,7 +37,8 @@ class EvalSet:
 
     def __init__(self, images: Sequence[Path], nc: int) -> None:
         self.images = list(images)
-        self.labels = [read_labels(p, nc) for p in self.images]
+        self.label_stats = LabelStats()
+        self.labels = [read_labels(p, nc, self.label_stats) for p in self.images]
         self.nc = nc
 
     def __len__(self) -> int:

@@ -32,6 +32,7 @@ def test_eval_yolo_export_onnx_agrees_with_pytorch(cli, demo_pt, small_data, yol
 
 def test_eval_refuses_class_count_mismatch(cli, tmp_path, small_data, yolo_exported_onnx):
     other = tmp_path / "data.yaml"
-    other.write_text(small_data.read_text().replace("names:", "names_unused:") + "\nnames: [a, b]\n")
+    other.write_text(small_data.read_text().replace("names:", "names_unused:").replace("nc:", "nc_unused:")
+                     + "\nnames: [a, b]\n")
     code, _, err = cli("eval", yolo_exported_onnx, "--data", other, "--no-progress")
     assert code == 2 and "predicts 6 classes but the dataset has 2" in err

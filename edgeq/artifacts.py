@@ -12,7 +12,7 @@ from edgeq.runners import Runner
 
 
 def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path | None,
-             dataset: Dataset) -> tuple[Runner, HeadSpec]:
+             dataset: Dataset, trust_model: bool = False) -> tuple[Runner, HeadSpec]:
     if not path.exists():
         raise EdgeqError(f"artifact '{path}' does not exist", "pass the path of an exported model")
     suffix = path.suffix.lower()
@@ -20,7 +20,7 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         from edgeq.model import load_detector
         from edgeq.runners.torch import TorchRunner
 
-        detector = load_detector(path, imgsz)
+        detector = load_detector(path, imgsz, trust_model)
         return TorchRunner(detector.module), detector.head
     if suffix == ".onnx":
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner

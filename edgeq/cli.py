@@ -20,6 +20,10 @@ there until the whole export succeeded; an existing folder is only replaced with
 """
 
 
+TRUST_HELP = ("load a .pt with the full unpickler, which runs any code the file names; only for checkpoints "
+              "from a source you trust (default: weights-only, Ultralytics' allow-list)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeq", description="Export YOLO detectors to edge targets in INT8: check the target's rules, "
@@ -34,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
     which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
-    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml (default: the demo detector; "
-                        "demo:relu6 is its ReLU6 twin)")
+    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml, or a packaged name such as "
+                        "yolo11n.yaml (default: the demo detector; demo:relu6 is its ReLU6 twin)")
     export.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
     export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default: the size the "
                         "checkpoint was trained at, else 640)")
@@ -51,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="accept ops that fall back off the accelerator (Edge TPU: to the CPU)")
     fallback.add_argument("--no-gpu-fallback", dest="allow_fallback", action="store_const", const=False,
                           help="refuse layers the accelerator cannot run (DLA: no GPU fallback)")
+    export.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     evaluate = sub.add_parser("eval", help="evaluate any artifact (ours or from `yolo export`) on a dataset",
@@ -66,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                                "raw per-scale logits (needs --head-json)")
     evaluate.add_argument("--head-json", type=Path, help="head parameters shipped beside a detached artifact")
     evaluate.add_argument("--latency-runs", type=int, default=0, help="also time N runs (median)")
+    evaluate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     evaluate.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("targets", help="list targets, their backend families and missing extras")
@@ -111,7 +117,7 @@ def _export(args) -> int:
         "evaluation.images": args.val_images, "max_drop": args.max_drop})
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
-                                      progress=not args.no_progress))
+                                      progress=not args.no_progress, trust_model=args.trust_model))
     print(report.table())
     print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
     enforce_max_drop(report, recipe.max_drop)
@@ -130,7 +136,8 @@ def _eval(args) -> int:
 
         data_path = demo.demo_dataset(train=1, val=args.val_images, progress=not args.no_progress)
     dataset = load_dataset(data_path)
-    runner, head = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset)
+    runner, head = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset,
+                            trust_model=args.trust_model)
     eval_set = EvalSet(subsample(dataset.images(args.split), args.val_images), head.nc)
     with runner:
         result = evaluate(runner, HeadLayout(args.layout), head, eval_set, desc=args.artifact.name,

@@ -45,29 +45,34 @@ class OnnxModels:
 DEFAULT_IMGSZ = 640
 
 
-def load_detector(path: Path, imgsz: int | None = None) -> Detector:
-    """Load and validate; every user mistake becomes a one-line EdgeqError. Without `imgsz`, the size the
-    checkpoint was trained at (else 640)."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgeqError(f"model file '{path}' does not exist", _MODEL_FIX)
-    if path.suffix.lower() not in (".pt", ".yaml", ".yml"):
-        raise EdgeqError(f"model '{path}' is neither a .pt checkpoint nor a model .yaml", _MODEL_FIX)
+def load_detector(source: str | Path, imgsz: int | None = None, trust_model: bool = False) -> Detector:
+    """Load and validate; every user mistake becomes a one-line EdgeqError. `source` is a path or a bare name as
+    Ultralytics takes it (`yolo11n.yaml` -> its packaged config). Without `imgsz`, the size the checkpoint was
+    trained at (else 640). Checkpoints load weights-only unless `trust_model`."""
     if imgsz is not None:
         _check_imgsz(imgsz)
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix not in (".pt", ".yaml", ".yml"):
+        raise EdgeqError(f"model '{source}' is neither a .pt checkpoint nor a model .yaml", _MODEL_FIX)
+    bare = path.parent == Path(".") and not path.exists()
+    if not path.exists() and not (bare and suffix != ".pt"):
+        raise EdgeqError(*_missing_model(path, bare))
     from edgeq.env import offline_ultralytics
 
     offline_ultralytics()
     from ultralytics.nn import tasks
 
     quiet = contextlib.redirect_stdout(io.StringIO())
-    if path.suffix.lower() == ".pt":
-        try:
-            with quiet:
-                model, ckpt = tasks.load_checkpoint(str(path), device="cpu", fuse=True)
-        except Exception as exc:  # torch/pickle raise many types for a corrupt or foreign file
-            raise EdgeqError(f"could not read '{path}' as an Ultralytics checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'})", _MODEL_FIX) from None
+    if suffix == ".pt":
+        ckpt = _read_checkpoint(path, trust_model)
+        model = ckpt.get("ema") or ckpt.get("model")
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise EdgeqError(f"'{path}' holds no model (keys: {', '.join(map(str, ckpt))[:80]})", _MODEL_FIX)
+        with quiet:
+            model = model.float().fuse(verbose=False) if hasattr(model, "fuse") else model.float()
         trained = True
         if imgsz is None:
             trained_at = (ckpt.get("train_args") or {}).get("imgsz")
@@ -76,14 +81,19 @@ def load_detector(path: Path, imgsz: int | None = None) -> Detector:
         try:
             cfg = tasks.yaml_model_load(str(path))
             task = tasks.guess_model_task(cfg)
+        except FileNotFoundError:
+            raise EdgeqError(f"model '{source}' is neither a file nor one of Ultralytics' packaged configs",
+                             "pass the path of a model YAML, or a packaged name such as yolo11n.yaml, yolov8s.yaml "
+                             "or yolo26n.yaml") from None
         except Exception as exc:
             raise EdgeqError(f"could not parse model YAML '{path}' ({type(exc).__name__})", _MODEL_FIX) from None
         if task != "detect":
             raise EdgeqError(f"'{path}' describes a {task} model; edgeq exports detection models only", _MODEL_FIX)
         with quiet:
-            model = tasks.DetectionModel(cfg, verbose=False).fuse(verbose=False).eval()
+            model = tasks.DetectionModel(cfg, verbose=False).fuse(verbose=False)
         trained = False
         imgsz = imgsz or DEFAULT_IMGSZ
+    model = model.eval()
     head = _detect_head(model, path)
     strides = tuple(int(s) for s in head.stride.tolist())
     if imgsz % max(strides):
@@ -95,6 +105,64 @@ def load_detector(path: Path, imgsz: int | None = None) -> Detector:
                    if type(m).__name__ in _ACTIVATIONS)  # Conv.default_act is one shared instance
     spec = HeadSpec(nc=int(head.nc), reg_max=int(head.reg_max), strides=strides, imgsz=imgsz, names=names)
     return Detector(source=path, module=model.float().eval(), head=spec, activations=dict(acts), trained=trained)
+
+
+def _missing_model(path: Path, bare: bool) -> tuple[str, str]:
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    if bare and path.name in GITHUB_ASSETS_NAMES:
+        return (f"'{path}' is not on disk, and edgeq downloads nothing",
+                f"download it once where there is internet (e.g. `yolo predict model={path.name}`, or from "
+                f"github.com/ultralytics/assets/releases) and pass its path with --model")
+    return f"model file '{path}' does not exist", _MODEL_FIX
+
+
+def _read_checkpoint(path: Path, trust_model: bool) -> dict:
+    """torch.load through Ultralytics' loader. By default weights-only against Ultralytics' allow-list of its
+    own and torch's classes: a pickle that names anything else (os.system, a user's module) is refused before
+    any of it runs. `trust_model` is the full unpickler, for checkpoints from a source the user trusts."""
+    import torch
+    from ultralytics.nn import tasks
+
+    if not trust_model and not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        raise EdgeqError(f"torch {torch.__version__} cannot load checkpoints weights-only",
+                         "install torch>=2.6, or pass --trust-model if you trust where the file came from")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ckpt, _ = tasks.torch_safe_load(str(path), safe_only=not trust_model)
+    except Exception as exc:  # torch/pickle raise many types for a corrupt, foreign or refused file
+        refused = _refused_globals(exc)
+        if refused and not trust_model:
+            raise EdgeqError(f"'{path}' needs {', '.join(refused)} to load, which is outside Ultralytics' "
+                             "weights-only allow-list; nothing from the file was run",
+                             "pass --trust-model only if you trust where the file came from") from None
+        detail = str(exc).splitlines()[0][:120] if str(exc) else "no detail"
+        raise EdgeqError(f"could not read '{path}' as an Ultralytics checkpoint ({type(exc).__name__}: "
+                         f"{_plain(detail)})", _MODEL_FIX) from None
+    if not isinstance(ckpt, dict):
+        raise EdgeqError(f"'{path}' is not an Ultralytics checkpoint (it holds a {type(ckpt).__name__})", _MODEL_FIX)
+    return ckpt
+
+
+def _refused_globals(exc: BaseException) -> list[str]:
+    """The globals torch's weights-only unpickler refused, from the error chain (empty if that was not why)."""
+    import re
+
+    found, refused = [], False
+    while exc is not None:
+        found += re.findall(r"\bGLOBAL ([\w.]+)", str(exc))  # torch names the refused global this way
+        refused |= "outside the supported Ultralytics checkpoint format" in str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return list(dict.fromkeys(found)) or (["classes"] if refused else [])
+
+
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"[^\x00-\x7f]+", "", text).strip()
 
 
 def _check_imgsz(imgsz: int) -> None:

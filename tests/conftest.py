@@ -40,6 +40,21 @@ def yolo_yaml() -> Path:
 
 
 @pytest.fixture
+def malicious_checkpoint(tmp_path) -> tuple[Path, Path]:
+    """A .pt whose unpickling would run a shell command creating the returned marker file."""
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"model": Payload(), "train_args": {}}, tmp_path / "evil.pt")
+    return tmp_path / "evil.pt", marker
+
+
+@pytest.fixture
 def cli(capsys):
     """Run `edgeq ...` in-process: returns (exit code, stdout, stderr)."""
     from edgeq.cli import main

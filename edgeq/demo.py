@@ -5,13 +5,13 @@ With no --model/--data, `edgeq export` uses these, so a new user sees the whole 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import yaml
 
 from edgeq.env import cache_dir
+from edgeq.staging import remove_stale, work_folder
 
 ASSETS = Path(__file__).parent / "assets"
 DEMO_IMGSZ = 320
@@ -37,7 +37,8 @@ def demo_dataset(train: int, val: int, progress: bool = True) -> Path:
     root = cache_dir() / "demo-data" / f"seed{DEMO_SEED}-{DEMO_IMGSZ}px-train{train}-val{val}"
     if (root / "data.yaml").exists():
         return root / "data.yaml"
-    partial = root.with_name(root.name + f".partial-{os.getpid()}")
+    remove_stale(root)
+    partial = work_folder(root)
     shutil.rmtree(partial, ignore_errors=True)
     generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=DEMO_SEED, progress=progress)
     partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind

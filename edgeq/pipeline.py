@@ -7,12 +7,11 @@ output folder unless --force was given. Logs of a failed stage are kept in the o
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from edgeq.head import HeadLayout
 from edgeq.recipe import Recipe, describe_validation_error
 from edgeq.report import ArtifactEntry, Report
 from edgeq.rules import Finding, Severity
+from edgeq.staging import remove_stale, work_folder
 
 _TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "openvino", "nncf", "tensorflow", "onnx2tf",
           "ai-edge-litert", "nvidia-modelopt", "tensorrt", "faster-coco-eval")
@@ -42,6 +42,7 @@ class ExportRequest:
     force: bool = False
     allow_fallback: bool | None = None  # None: the target's default
     progress: bool = True
+    trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
 
 
 @dataclass
@@ -69,18 +70,22 @@ def check_output_folder(out: Path, force: bool) -> None:
                          "choose another --out, or pass --force to replace its contents")
 
 
-def resolve_inputs(recipe: Recipe, progress: bool = True) -> tuple[Path, Path]:
-    """Model and data, falling back to the embedded demo (`demo` or `demo:relu6` names a demo detector)."""
+def resolve_model(recipe: Recipe) -> str | Path:
+    """The model the user named: a path, a bare Ultralytics name (`yolo11n.yaml`), or `demo[:relu6]`."""
     from edgeq import demo
 
     name = recipe.model or "demo"
-    model = demo.demo_model(name.partition(":")[2] or "silu") if name.split(":")[0] == "demo" else Path(name)
+    return demo.demo_model(name.partition(":")[2] or "silu") if name.split(":")[0] == "demo" else name
+
+
+def resolve_data(recipe: Recipe, progress: bool = True) -> Path:
+    """The dataset the user named, else the embedded synthetic one (generated once into the cache)."""
+    from edgeq import demo
+
     if recipe.data:
-        data = Path(recipe.data)
-    else:
-        log("no --data: using the embedded synthetic dataset (generated once into the cache)")
-        data = demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
-    return model, data
+        return Path(recipe.data)
+    log("no --data: using the embedded synthetic dataset (generated once into the cache)")
+    return demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
 
 
 def run_export(request: ExportRequest) -> Report:
@@ -94,7 +99,9 @@ def run_export(request: ExportRequest) -> Report:
     except ValidationError as exc:
         raise describe_validation_error(exc, prefix="options.") from None
 
-    staging_root = out.parent / f".{out.name}.edgeq-partial-{os.getpid()}"
+    for stale in remove_stale(out):
+        log(f"removed '{stale}', left by an export that no longer runs")
+    staging_root = work_folder(out)
     shutil.rmtree(staging_root, ignore_errors=True)
     staging = staging_root / "artifacts"
     staging.mkdir(parents=True)
@@ -118,11 +125,12 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     from edgeq.runners.torch import TorchRunner
 
     recipe, timer = request.recipe, _Timer()
-    model_path, data_path = resolve_inputs(recipe, request.progress)
-    dataset = load_dataset(data_path)
-    with timer.stage("load"):
-        detector = load_detector(model_path, recipe.imgsz)
+    with timer.stage("load"):  # the model first: a wrong --model fails before any data work
+        detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model)
     head, imgsz = detector.head, detector.head.imgsz
+    model_path = detector.source
+    data_path = resolve_data(recipe, request.progress)
+    dataset = load_dataset(data_path)
     if dataset.names and len(dataset.names) != head.nc:
         raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
                          "evaluate with the dataset the model was trained on")
@@ -130,6 +138,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
                             recipe.calibration.seed)
     eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
                                  recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
+    log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
     log(f"model {model_path.name}: {head.nc} classes, input {imgsz}, activation {detector.main_activation}"
         f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
 
@@ -170,7 +179,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(),
         model={"source": str(model_path), "imgsz": imgsz, "nc": head.nc, "names": list(head.names),
                "activations": detector.activations, "trained": detector.trained},
-        data={"source": str(data_path), "calib_split": recipe.calibration.split, "calib_images": len(calib_paths),
+        data={"source": str(data_path), "root": str(dataset.root), "labels": asdict(eval_set.label_stats),
+              "calib_split": recipe.calibration.split, "calib_images": len(calib_paths),
               "val_split": recipe.evaluation.split, "val_images": len(eval_set)},
         reference=reference, artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
@@ -247,7 +257,7 @@ def _promote(staging_root: Path, staging: Path, out: Path) -> None:
         for p in logs:
             p.rename(staging / "logs" / p.name)
     if out.exists():  # --force: swap, then delete the old contents
-        old = out.parent / f".{out.name}.edgeq-old-{os.getpid()}"
+        old = work_folder(out, "old")
         out.rename(old)
         staging.rename(out)
         shutil.rmtree(old, ignore_errors=True)

@@ -2,6 +2,7 @@
 one-line errors, kept logs, the report, and the --max-drop exit code."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -147,6 +148,32 @@ def test_real_process_prints_no_traceback(tmp_path):
                              tmp_path / "missing.pt", "--out", tmp_path / "o"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("edgeq: error:")
+
+
+def test_malicious_checkpoint_exits_2_without_running(cli, tmp_path, malicious_checkpoint):
+    evil, marker = malicious_checkpoint
+    code, _, err = _export(cli, tmp_path, "ort-int8", model=evil)
+    _one_line_error(code, err, "outside Ultralytics' weights-only allow-list", "--trust-model")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_model_is_checked_before_any_data_work(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "cache"))
+    code, _, err = _export(cli, tmp_path, "ort-int8", model=tmp_path / "missing.pt")
+    _one_line_error(code, err, "does not exist")
+    assert not (tmp_path / "cache" / "demo-data").exists()  # the demo dataset was not generated
+
+
+def test_staging_left_by_a_killed_export_is_removed(cli, tmp_path, yolo_yaml, small_data):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = tmp_path / f".out.edgeq-partial-{int(dead.stdout)}"
+    (stale / "artifacts").mkdir(parents=True)
+    alive = tmp_path / f".out.edgeq-partial-{os.getppid()}"  # a concurrent export: left alone
+    alive.mkdir()
+    code, _, err = _export(cli, tmp_path, "ort-int8", model=yolo_yaml, data=small_data)
+    assert code == 0, err
+    assert not stale.exists() and alive.exists() and f"removed '{stale}'" in err
 
 
 def test_usage_error_exit_code(cli):

@@ -1,9 +1,13 @@
-"""The one interface every target family implements, and the registry that finds them.
+"""The one interface every target family implements, the data that describes each target, and the registry.
 
 Backends are discovered through the `edgeq.backends` entry-point group; edgeq's own (OpenVINO, TFLite,
 TensorRT) register there exactly like a third-party plugin would, so adding a target touches only its
 folder and one line in pyproject.toml. A backend module must import without its heavy dependency: it
 imports that lazily inside `check`/`build`, and `missing()` says which extra to install.
+
+What differs between targets of one family (accelerator, whether figures are measured or emulated, the
+fallback default, rule tables, kernels) is a `TargetProfile`, read from the family's `profiles.yaml`; the
+family class holds only the steps its targets share. See ARCHITECTURE.md for the contract.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeq.errors import EdgeqError, MissingDependencyError
+from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
 from edgeq.rules import Finding
 from edgeq.runners import Runner
@@ -33,6 +38,28 @@ class BackendOptions(BaseModel):
     """Base of every backend's recipe section: unknown keys are errors, named by their path."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class TargetProfile(BaseModel):
+    """One target, as data. Families subclass it for keys only they read (e.g. the TFLite family's kernels)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str  # one line, shown by `edgeq targets`
+    accelerator: str  # what runs the model on the device, e.g. "Coral Edge TPU"
+    figures: Literal["measured", "emulated"]  # how this target's accuracy is obtained on this machine
+    latency_meaningful: bool  # whether a latency measured here says anything about the device
+    fallback_default: bool  # accept layers that leave the accelerator when the user says nothing
+    fallback_to: str = "the host CPU"  # where such layers run, for the refusal's wording
+    rules: dict[str, str] = {}  # rule tables by stage ("onnx", "tflite", ...), relative to the family folder
+
+
+def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dict[str, TargetProfile]:
+    """A family's profiles.yaml: target name -> profile. A broken file is the plugin's bug, raised as is."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    return {name: model.model_validate(entry) for name, entry in data.items()}
 
 
 @dataclass
@@ -51,13 +78,25 @@ class Artifact:
     measure_latency: bool = False  # only where the timing means something for the target (its own runtime)
     extra: dict[str, Any] = field(default_factory=dict)  # backend figures for the report (merged quantizers, ...)
     companions: tuple[Path, ...] = ()  # files deployed with it: host-decoder JSON, calibration cache, build script
+    files: tuple[Path, ...] = ()  # what the model itself is made of (OpenVINO: .xml + .bin); empty: `path` alone
+
+    @property
+    def model_files(self) -> tuple[Path, ...]:
+        return self.files or (self.path,)
+
+    def size_mb(self) -> float | None:
+        """The model's own files in MB (None when not built here)."""
+        existing = [f for f in self.model_files if f.is_file()]
+        return round(sum(f.stat().st_size for f in existing) / 1e6, 3) if existing else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
-    """Everything a backend needs for one export, prepared by the pipeline."""
+    """Everything a backend needs for one export, prepared by the pipeline. Read-only: what a backend finds
+    goes back in its `BuildResult`."""
 
     target: str
+    profile: TargetProfile
     options: BackendOptions
     head: HeadSpec
     body_onnx: Path  # FP32, images -> box_i/cls_i
@@ -65,9 +104,17 @@ class Job:
     calibration: Sequence[np.ndarray]  # preprocessed float32 NCHW batches in [0, 1] (lazy)
     staging: Path  # write artifacts here; the pipeline moves the folder into place when all succeeded
     activations: dict[str, int]  # activation module types of the source model, with counts
-    allow_fallback: bool = True  # resolved: --allow-cpu-fallback / --no-gpu-fallback, else the target's default
+    fallback: FallbackPolicy  # core's decision rule; backends hand it the findings they make while building
     progress: bool = True
-    findings: list[Finding] = field(default_factory=list)  # found while building (e.g. after calibration)
+
+
+@dataclass
+class BuildResult:
+    """What `Backend.build` returns: the artifacts (not-built ones too) and the findings made while building
+    (on the converted model, after calibration), which the report lists beside the check's."""
+
+    artifacts: list[Artifact]
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,17 +133,23 @@ class Backend(ABC):
     family: ClassVar[str]
     extra: ClassVar[str]  # `pip install edgeq[<extra>]`
     requires: ClassVar[tuple[str, ...]]  # importable modules the family needs
-    targets: ClassVar[dict[str, str]]  # target name -> one-line description
-    # Whether ops falling back off the accelerator are accepted when the user says nothing. The pipeline stops
-    # on any `error` finding, and on `fallback` findings when fallback is not allowed.
-    fallback_by_default: ClassVar[dict[str, bool]] = {}
+    tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions the report records
+    profiles: ClassVar[dict[str, TargetProfile]]  # target name -> profile (usually load_profiles(...))
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """target name -> one-line description."""
+        return {name: profile.description for name, profile in self.profiles.items()}
+
+    def install_hint(self) -> str:
+        return f"pip install 'edgeq[{self.extra}]'"
 
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def ensure_available(self, target: str) -> None:
         if missing := self.missing():
-            raise MissingDependencyError(target, self.extra, missing)
+            raise MissingDependencyError(target, self.install_hint(), missing)
 
     @abstractmethod
     def options_model(self, target: str) -> type[BackendOptions]:
@@ -107,8 +160,9 @@ class Backend(ABC):
         """Rule findings for the source model on this target (before any conversion)."""
 
     @abstractmethod
-    def build(self, job: Job) -> list[Artifact]:
-        """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)."""
+    def build(self, job: Job) -> BuildResult:
+        """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)
+        with the findings made on the way. Findings that must stop the export go through `job.fallback.enforce`."""
 
     def commands(self) -> list[Command]:
         """Subcommands this family adds to the `edgeq` CLI."""
@@ -117,6 +171,19 @@ class Backend(ABC):
     def runner_for(self, path: Path) -> Runner | None:
         """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""
         return None
+
+
+def make_job(backend: Backend, target: str, *, options: BackendOptions | dict | None = None,
+             allow_fallback: bool | None = None, fallback_flag: str | None = None, **fields: Any) -> Job:
+    """A Job for `target` with its profile, validated options and fallback policy (the user's choice, else
+    the profile's default); `fields` are the remaining Job fields."""
+    profile = backend.profiles[target]
+    if not isinstance(options, BackendOptions):
+        options = backend.options_model(target).model_validate(options or {})
+    allowed = profile.fallback_default if allow_fallback is None else allow_fallback
+    policy = FallbackPolicy(target=target, allowed=allowed, fallback_to=profile.fallback_to,
+                            flag=fallback_flag if allow_fallback is not None else None)
+    return Job(target=target, profile=profile, options=options, fallback=policy, **fields)
 
 
 BROKEN_PLUGINS: dict[str, str] = {}  # entry point -> why it failed to load (shown by `edgeq targets`)

@@ -7,17 +7,30 @@ import sys
 from pathlib import Path
 
 from edgeq.errors import EdgeqError
+from edgeq.fallback import ALLOW_FLAG, REFUSE_FLAG
 
 EXPORT_EPILOG = """\
 examples:
   edgeq export --target openvino                      the embedded demo: synthetic data, demo detector, 320 px
   edgeq export --recipe intel-cpu-openvino --model best.pt --data data.yaml --out out/ov
   edgeq export --target openvino --set options.preset=performance --max-drop 1.0
-  edgeq export --recipe jetson-orin-nano-dla --no-gpu-fallback
+  edgeq export --recipe jetson-orin-nano-dla --no-fallback          DLA only: a standalone loadable
+  edgeq export --target edgetpu --model yolo11n.yaml --allow-fallback   SiLU ops may run on the host CPU
 
 The output folder gets the artifacts, report.md (the table), report.json and report.png. Nothing is written
 there until the whole export succeeded; an existing folder is only replaced with --force.
 """
+
+
+class _FallbackFlag(argparse.Action):
+    """Sets allow_fallback and remembers the spelling the user typed, which a refusal quotes back."""
+
+    def __init__(self, option_strings, dest, const, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, const=const, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const)
+        namespace.fallback_flag = option_string
 
 
 TRUST_HELP = ("load a .pt with the full unpickler, which runs any code the file names; only for checkpoints "
@@ -51,10 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--max-drop", type=float, help="exit 3 if any INT8 artifact loses more mAP50-95 points")
     export.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
     fallback = export.add_mutually_exclusive_group()
-    fallback.add_argument("--allow-cpu-fallback", dest="allow_fallback", action="store_const", const=True,
-                          help="accept ops that fall back off the accelerator (Edge TPU: to the CPU)")
-    fallback.add_argument("--no-gpu-fallback", dest="allow_fallback", action="store_const", const=False,
-                          help="refuse layers the accelerator cannot run (DLA: no GPU fallback)")
+    fallback.add_argument(ALLOW_FLAG, "--allow-cpu-fallback", dest="allow_fallback", action=_FallbackFlag,
+                          const=True, help="accept layers that run off the accelerator (Edge TPU ops on the host "
+                          "CPU, DLA layers on the GPU); default: the target's (see ARCHITECTURE.md)")
+    fallback.add_argument(REFUSE_FLAG, "--no-gpu-fallback", dest="allow_fallback", action=_FallbackFlag,
+                          const=False, help="refuse layers the accelerator cannot run (DLA: a standalone loadable)")
     export.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     export.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -77,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("targets", help="list targets, their backend families and missing extras")
     recipes = sub.add_parser("recipes", help="list shipped recipes, or show one resolved")
     recipes.add_argument("name", nargs="?", help="show this recipe with extends: resolved")
+    recipes.add_argument("--schema", action="store_true", help="list every recipe key with its type and default")
+    recipes.add_argument("--target", help="with --schema: also the target's options.* keys")
 
     from edgeq.backend import discover
 
@@ -117,6 +133,7 @@ def _export(args) -> int:
         "evaluation.images": args.val_images, "max_drop": args.max_drop})
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
+                                      fallback_flag=getattr(args, "fallback_flag", None),
                                       progress=not args.no_progress, trust_model=args.trust_model))
     print(report.table())
     print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
@@ -157,13 +174,16 @@ def _eval(args) -> int:
 def _targets(args) -> int:
     from edgeq.backend import BROKEN_PLUGINS, discover
 
-    print("| target | family | ready | description |\n|---|---|---|---|")
+    print("| target | family | accelerator | figures here | fallback by default | ready | description |\n"
+          "|---|---|---|---|---|---|---|")
     for target, backend in sorted(discover().items()):
-        missing = backend.missing()
-        ready = "yes" if not missing else f"no: pip install 'edgeq[{backend.extra}]' ({', '.join(missing)} missing)"
-        print(f"| {target} | {backend.family} | {ready} | {backend.targets[target]} |")
+        missing, profile = backend.missing(), backend.profiles[target]
+        ready = "yes" if not missing else f"no: {backend.install_hint()} ({', '.join(missing)} missing)"
+        fallback = f"yes (to {profile.fallback_to})" if profile.fallback_default else "no"
+        print(f"| {target} | {backend.family} | {profile.accelerator} | {profile.figures} | {fallback} | {ready} | "
+              f"{profile.description} |")
     for name, why in BROKEN_PLUGINS.items():
-        print(f"| ({name}) | plugin failed to load | no | {why} |")
+        print(f"| ({name}) | plugin failed to load | | | | no | {why} |")
     return 0
 
 
@@ -172,6 +192,8 @@ def _recipes(args) -> int:
 
     from edgeq.recipe import _read, available
 
+    if args.schema:
+        return _schema(args.target)
     if args.name:
         print(yaml.safe_dump(_read(args.name), sort_keys=False).rstrip())
         return 0
@@ -179,6 +201,22 @@ def _recipes(args) -> int:
     for name, path in sorted(available().items()):
         data = _read(name)
         print(f"| {name} | {data.get('target', '?')} | {' '.join(str(data.get('description', '')).split())} |")
+    return 0
+
+
+def _schema(target: str | None) -> int:
+    from edgeq.recipe import Recipe, schema_keys
+
+    keys = {k: v for k, v in schema_keys(Recipe).items() if k != "options"}
+    if target:
+        from edgeq.backend import backend_for
+
+        keys.update(schema_keys(backend_for(target).options_model(target), "options."))
+    print("| key | type | default |\n|---|---|---|")
+    for key, (kind, default) in keys.items():
+        print(f"| {key} | {kind} | {default} |")
+    if not target:
+        print("\noptions.* depend on the target: edgeq recipes --schema --target T")
     return 0
 
 

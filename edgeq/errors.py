@@ -20,11 +20,8 @@ class EdgeqError(Exception):
 class MissingDependencyError(EdgeqError):
     """A backend's heavy dependency is not installed."""
 
-    def __init__(self, target: str, extra: str, modules: list[str]) -> None:
-        super().__init__(
-            f"target '{target}' needs {', '.join(modules)}, which is not installed",
-            f"pip install 'edgeq[{extra}]'",
-        )
+    def __init__(self, target: str, install: str, modules: list[str]) -> None:
+        super().__init__(f"target '{target}' needs {', '.join(modules)}, which is not installed", install)
 
 
 class StageError(EdgeqError):

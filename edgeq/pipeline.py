@@ -17,18 +17,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgeq.backend import Artifact, Backend, Job, backend_for
+from edgeq.backend import Artifact, Backend, backend_for, make_job
 from edgeq.data import ImageBatches, load_dataset, preprocess, read_image, subsample
 from edgeq.errors import AccuracyGateError, EdgeqError, StageError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate, median_latency_ms
 from edgeq.head import HeadLayout
 from edgeq.recipe import Recipe, describe_validation_error
 from edgeq.report import ArtifactEntry, Report
-from edgeq.rules import Finding, Severity
 from edgeq.staging import remove_stale, work_folder
 
-_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "openvino", "nncf", "tensorflow", "onnx2tf",
-          "ai-edge-litert", "nvidia-modelopt", "tensorrt", "faster-coco-eval")
+_CORE_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "faster-coco-eval")
 
 
 def log(message: str) -> None:
@@ -41,6 +39,7 @@ class ExportRequest:
     out: Path
     force: bool = False
     allow_fallback: bool | None = None  # None: the target's default
+    fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
     progress: bool = True
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
 
@@ -97,7 +96,7 @@ def run_export(request: ExportRequest) -> Report:
     try:
         options = options_model.model_validate(recipe.options)
     except ValidationError as exc:
-        raise describe_validation_error(exc, prefix="options.") from None
+        raise describe_validation_error(exc, prefix="options.", model=options_model, target=recipe.target) from None
 
     for stale in remove_stale(out):
         log(f"removed '{stale}', left by an export that no longer runs")
@@ -144,21 +143,22 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
 
     with timer.stage("onnx"):
         onnx_models = export_onnx(detector, staging)
-    allow = request.allow_fallback if request.allow_fallback is not None else \
-        backend.fallback_by_default.get(recipe.target, True)
-    job = Job(target=recipe.target, options=options, head=head, body_onnx=onnx_models.body,
-              full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
-              activations=detector.activations, allow_fallback=allow, progress=request.progress)
+    job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
+                   fallback_flag=request.fallback_flag, head=head, body_onnx=onnx_models.body,
+                   full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
+                   activations=detector.activations, progress=request.progress)
 
     with timer.stage("check"):
         findings = backend.check(job)
-    _gate(findings, allow, recipe.target, explicit=request.allow_fallback)
+    for finding in findings:
+        log(finding.one_line())
+    job.fallback.enforce(findings)
     log(f"building {recipe.target} artifacts ({len(calib_paths)} calibration images)")
     with timer.stage("build"):
-        artifacts = backend.build(job)
-    for finding in job.findings:
+        built = backend.build(job)
+    for finding in built.findings:
         log(finding.one_line())
-    findings = [*findings, *job.findings]
+    artifacts, findings = built.artifacts, [*findings, *built.findings]
 
     settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
     sample = preprocess(read_image(eval_set.images[0]), imgsz)[0]
@@ -176,7 +176,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     report = Report(
-        edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(),
+        edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
         model={"source": str(model_path), "imgsz": imgsz, "nc": head.nc, "names": list(head.names),
                "activations": detector.activations, "trained": detector.trained},
         data={"source": str(data_path), "root": str(dataset.root), "labels": asdict(eval_set.label_stats),
@@ -190,27 +190,13 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     return report
 
 
-def _gate(findings: list[Finding], allow_fallback: bool, target: str, explicit: bool | None) -> None:
-    for finding in findings:
-        log(finding.one_line())
-    blocking = [f for f in findings if f.severity is Severity.ERROR or
-                (f.severity is Severity.FALLBACK and not allow_fallback)]
-    if blocking:
-        first = blocking[0]
-        more = f" (and {len(blocking) - 1} more, listed above)" if len(blocking) > 1 else ""
-        hint = "" if first.severity is not Severity.FALLBACK else \
-            " or drop --no-gpu-fallback to accept the fallback" if explicit is False else \
-            " or pass --allow-cpu-fallback to accept it"
-        raise EdgeqError(f"{target}: {first.where}: {first.message}{more}", first.fix + hint)
-
-
 def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, sample,
                        ref_map: float, recipe: Recipe, staging: Path, progress: bool) -> ArtifactEntry:
     entry = ArtifactEntry(name=artifact.name, target=artifact.target, variant=artifact.variant,
                           path=str(artifact.path.relative_to(staging)) if artifact.path.is_relative_to(staging)
                           else str(artifact.path),
                           precision=artifact.precision, map50_95=None, map50=None, drop_map50_95=None,
-                          size_mb=_size_mb(artifact.path), latency_ms=None, status=artifact.status,
+                          size_mb=artifact.size_mb(), latency_ms=None, status=artifact.status,
                           note=artifact.note, extra=artifact.extra)
     if artifact.open_runner is None:
         return entry
@@ -240,14 +226,6 @@ def enforce_max_drop(report: Report, max_drop: float | None) -> None:
                                 f"{max_drop} ({len(failed)} artifact(s) over)",
                                 "keep more layers in float (e.g. the decode head), add calibration images, "
                                 "or raise --max-drop")
-
-
-def _size_mb(path: Path) -> float | None:
-    """The artifact and its weight file (OpenVINO's .bin beside the .xml), in MB."""
-    if not path.exists():
-        return None
-    files = [path, *[p for p in path.parent.glob(path.stem + ".*") if p != path and p.suffix == ".bin"]]
-    return round(sum(f.stat().st_size for f in files if f.is_file()) / 1e6, 3)
 
 
 def _promote(staging_root: Path, staging: Path, out: Path) -> None:
@@ -283,8 +261,8 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _tool_versions() -> dict[str, str]:
-    found = {name: _version(name) for name in _TOOLS}
+def _tool_versions(backend: Backend) -> dict[str, str]:
+    found = {name: _version(name) for name in (*_CORE_TOOLS, *backend.tools)}
     found = {k: v for k, v in found.items() if v != "not installed"}
     found["python"] = platform.python_version()
     return found

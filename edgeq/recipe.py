@@ -102,11 +102,48 @@ def apply_sets(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     return data
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = "") -> EdgeqError:
+def schema_keys(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, Any]]:
+    """Every settable key of a recipe model, dotted, with its type and default (what `--schema` prints)."""
+    keys: dict[str, tuple[str, Any]] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.update(schema_keys(annotation, f"{prefix}{name}."))
+            continue
+        default = field.default_factory() if field.default_factory else \
+            "(required)" if field.is_required() else field.default
+        keys[f"{prefix}{name}"] = (_type_name(annotation), default)
+    return keys
+
+
+def _type_name(annotation: Any) -> str:
+    from typing import Literal, Union, get_args, get_origin
+
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is Union or type(annotation).__name__ == "UnionType":
+        return " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}" if args else "list"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "",
+                              model: type[BaseModel] = Recipe, target: str | None = None) -> EdgeqError:
+    """One line for the first problem; an unknown key gets its closest valid spelling."""
+    import difflib
+
     err = exc.errors()[0]
     where = prefix + ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        return EdgeqError(f"unknown recipe key '{where}'", "check the spelling against `edgeq recipes --schema`")
+        known = list(schema_keys(model, prefix))
+        close = difflib.get_close_matches(where, known, n=1, cutoff=0.6)
+        schema = f"`edgeq recipes --schema{' --target ' + target if target else ''}` lists every key"
+        return EdgeqError(f"unknown recipe key '{where}'",
+                          f"did you mean '{close[0]}'? ({schema})" if close else f"check the spelling: {schema}")
     if err["type"] == "missing":
         return EdgeqError(f"recipe key '{where}' is required", f"add '{where}:' to the recipe or pass it on the CLI")
     return EdgeqError(f"recipe key '{where}': {err['msg']}", "correct the value")

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from edgeq.backend import Artifact, Backend, BackendOptions, Job
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, load_profiles
 from edgeq.head import HEAD_PREFIX, HeadLayout
 from edgeq.progress import bar
 from edgeq.rules import Finding, RuleTable
 from edgeq_openvino.runner import OpenVINORunner, import_openvino
 
-RULES = Path(__file__).parent / "rules" / "openvino.yaml"
+HERE = Path(__file__).parent
 
 
 class OpenVINOOptions(BackendOptions):
@@ -31,7 +31,8 @@ class OpenVINOBackend(Backend):
     family = "openvino"
     extra = "openvino"
     requires = ("openvino", "nncf")
-    targets = {"openvino": "Intel CPU through OpenVINO: FP32 IR + NNCF INT8 IR (per-channel weights)"}
+    tools = ("openvino", "nncf")
+    profiles = load_profiles(HERE / "profiles.yaml")
 
     def options_model(self, target: str) -> type[BackendOptions]:
         return OpenVINOOptions
@@ -41,9 +42,10 @@ class OpenVINOBackend(Backend):
 
         from edgeq.graph import onnx_layers
 
-        return RuleTable.load(RULES).evaluate(onnx_layers(onnx.load(str(job.full_onnx))))
+        table = RuleTable.load(HERE / job.profile.rules["onnx"])
+        return table.evaluate(onnx_layers(onnx.load(str(job.full_onnx))))
 
-    def build(self, job: Job) -> list[Artifact]:
+    def build(self, job: Job) -> BuildResult:
         ov = import_openvino()
 
         opts: OpenVINOOptions = job.options
@@ -51,7 +53,7 @@ class OpenVINOBackend(Backend):
         fp32 = core.read_model(str(job.full_onnx))
         fp32_path = job.staging / "openvino-fp32" / "model.xml"
         ov.save_model(fp32, str(fp32_path), compress_to_fp16=False)
-        artifacts = [self._artifact("openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
+        artifacts = [self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
         variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
             if opts.detach_head else []
         if opts.compare_attached_head or not opts.detach_head:
@@ -61,17 +63,18 @@ class OpenVINOBackend(Backend):
             path = job.staging / f"openvino-{variant}" / "model.xml"
             ov.save_model(self._quantize(core.read_model(str(job.full_onnx)), job, detach), str(path),
                           compress_to_fp16=False)
-            artifacts.append(self._artifact(f"openvino-{variant}", variant, path, precision,
+            artifacts.append(self._artifact(job, f"openvino-{variant}", variant, path, precision,
                                             f"{note}; {opts.preset} preset"))
-        return artifacts
+        return BuildResult(artifacts)
 
     def runner_for(self, path: Path) -> OpenVINORunner | None:
         return OpenVINORunner(path) if path.suffix.lower() == ".xml" else None
 
-    def _artifact(self, name: str, variant: str, path: Path, precision: str, note: str) -> Artifact:
-        return Artifact(name=name, target="openvino", variant=variant, path=path, precision=precision,
-                        layout=HeadLayout.PIXEL, status="measured", note=note,
-                        open_runner=lambda: OpenVINORunner(path), measure_latency=True)
+    def _artifact(self, job: Job, name: str, variant: str, path: Path, precision: str, note: str) -> Artifact:
+        return Artifact(name=name, target=job.target, variant=variant, path=path, precision=precision,
+                        layout=HeadLayout.PIXEL, status=job.profile.figures, note=note,
+                        open_runner=lambda: OpenVINORunner(path), measure_latency=job.profile.latency_meaningful,
+                        files=(path, path.with_suffix(".bin")))
 
     def _quantize(self, model, job: Job, detach_head: bool):
         import logging

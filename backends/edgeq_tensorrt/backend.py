@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edgeq.backend import Artifact, Backend, BackendOptions, Command, Job
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Command, Job, TargetProfile, load_profiles
 from edgeq.errors import EdgeqError
 from edgeq.head import HEAD_PREFIX, INPUT_NAME, HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
 
-RULES_DIR = Path(__file__).parent / "rules"
+HERE = Path(__file__).parent
 
 
 class TensorRTOptions(BackendOptions):
@@ -59,46 +60,27 @@ class DLAOptions(BackendOptions):
         return str(value)
 
 
+class TensorRTProfile(TargetProfile):
+    build: Literal["gpu-qdq", "dla-cache"]  # which of the family's build pipelines the target uses
+
+
 class TensorRTBackend(Backend):
     family = "tensorrt"
     extra = "tensorrt"
     requires = ("modelopt",)
-    targets: ClassVar[dict[str, str]] = {
-        "tensorrt": "NVIDIA GPU (Jetson Orin, desktop) through TensorRT: explicit INT8 Q/DQ ONNX from ModelOpt PTQ",
-        "dla": "Jetson Orin DLA: ONNX + INT8 calibration cache, FP16 last convs, trtexec/TensorRT build scripts",
-    }
-    fallback_by_default: ClassVar[dict[str, bool]] = {"tensorrt": True, "dla": True}
+    tools = ("nvidia-modelopt", "tensorrt")
+    profiles = load_profiles(HERE / "profiles.yaml", TensorRTProfile)
 
     def options_model(self, target: str) -> type[BackendOptions]:
-        return DLAOptions if target == "dla" else TensorRTOptions
-
-    # --- check -----------------------------------------------------------------------------------------------
+        return _PIPELINES[self.profiles[target].build].options
 
     def check(self, job: Job) -> list[Finding]:
-        import onnx
+        return _PIPELINES[job.profile.build]().check(job)
 
-        if job.target != "dla":
-            from edgeq.graph import onnx_layers
-
-            return _collapse(RuleTable.load(RULES_DIR / "tensorrt.yaml").evaluate(
-                onnx_layers(onnx.load(str(job.full_onnx)))))
-        from edgeq_tensorrt.dla import DLA_DROPPED_WARNING, check_onnx, check_tensorrt_for_dla
-
-        check_tensorrt_for_dla()
-        opts: DLAOptions = job.options
-        model = onnx.load(str(job.body_onnx if opts.detach_head else job.full_onnx))
-        report = check_onnx(model, None, _fp16_layers(model, job, opts), opts.input_format)
-        findings = _collapse(report.findings)
-        findings.append(Finding("dla.tensorrt-version", Severity.WARNING, "model", DLA_DROPPED_WARNING,
-                                "build on JetPack 6 with its TensorRT 10.x"))
-        return findings
-
-    # --- build -----------------------------------------------------------------------------------------------
-
-    def build(self, job: Job) -> list[Artifact]:
+    def build(self, job: Job) -> BuildResult:
         work = job.staging / ".tensorrt-work"
         try:
-            return self._build_dla(job, work) if job.target == "dla" else self._build_gpu(job, work)
+            return _PIPELINES[job.profile.build]().build(job, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -114,19 +96,38 @@ class TensorRTBackend(Backend):
             return TensorRTRunner(path)
         return None
 
-    def _build_gpu(self, job: Job, work: Path) -> list[Artifact]:
+
+class GpuQdqPipeline:
+    """GPU: ModelOpt PTQ (decode head in float) -> unified scales -> Q/DQ ONNX -> engine where TensorRT is."""
+
+    options = TensorRTOptions
+
+    def check(self, job: Job) -> list[Finding]:
         import onnx
 
-        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+        from edgeq.graph import onnx_layers
+
+        table = RuleTable.load(HERE / job.profile.rules["onnx"])
+        return _collapse(table.evaluate(onnx_layers(onnx.load(str(job.full_onnx)))))
+
+    def build(self, job: Job, work: Path) -> BuildResult:
+        out = job.staging / job.target
+        out.mkdir(parents=True, exist_ok=True)
+        qdq_path, extra = self._quantize(job, work, out)
+        from edgeq_tensorrt.scripts import write_gpu_shell
+
+        script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
+        return BuildResult([self._qdq_artifact(job, qdq_path, extra, script),
+                            self._engine_artifact(job, qdq_path, out / "model-int8.engine", extra, script)])
+
+    def _quantize(self, job: Job, work: Path, out: Path) -> tuple[Path, dict]:
+        import onnx
+
         from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
         from edgeq_tensorrt.qdq import count_qdq
-        from edgeq_tensorrt.runner import build_engine, tensorrt_available
-        from edgeq_tensorrt.scripts import write_gpu_shell
         from edgeq_tensorrt.unify import GPU_TIES, unify_scales
 
         opts: TensorRTOptions = job.options
-        out = job.staging / "tensorrt"
-        out.mkdir(parents=True, exist_ok=True)
         raw = modelopt_quantize(job.full_onnx, work / "ptq.onnx", calibration_array(job.calibration), work,
                                 method=opts.calibration_method, log_path=job.staging.parent / "tensorrt-ptq.log")
         model = onnx.load(str(raw))
@@ -136,53 +137,104 @@ class TensorRTBackend(Backend):
             merged, rescaled = result.merged_quantizers, result.rescaled_quantizers
         qdq_path = out / "model-int8-qdq.onnx"
         onnx.save(model, str(qdq_path))
-        script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
-        extra = {"merged_quantizers": merged, "rescaled_quantizers": rescaled, "qdq_pairs": count_qdq(model),
-                 "calibration_method": opts.calibration_method}
-        unified = f"{merged} quantizers merged into shared scales" if opts.unify_scales else "scales not unified"
-        artifacts = [Artifact(
-            name="tensorrt-int8-qdq", target="tensorrt", variant="int8", path=qdq_path, precision="int8+fp32-head",
-            layout=HeadLayout.PIXEL, status="emulated",
+        return qdq_path, {"merged_quantizers": merged, "rescaled_quantizers": rescaled,
+                          "qdq_pairs": count_qdq(model), "calibration_method": opts.calibration_method}
+
+    def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path) -> Artifact:
+        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+        opts: TensorRTOptions = job.options
+        unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if opts.unify_scales \
+            else "scales not unified"
+        return Artifact(
+            name=f"{job.target}-int8-qdq", target=job.target, variant="int8", path=qdq_path,
+            precision="int8+fp32-head", layout=HeadLayout.PIXEL, status=job.profile.figures,
             note=f"ModelOpt PTQ ({opts.calibration_method}), decode head in float, {unified}; "
                  "Q/DQ graph run in ONNX Runtime",
-            open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))]
-        engine_path = out / "model-int8.engine"
+            open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))
+
+    def _engine_artifact(self, job: Job, qdq_path: Path, engine_path: Path, extra: dict, script: Path) -> Artifact:
+        from edgeq_tensorrt.runner import build_engine, tensorrt_available
+
+        opts: TensorRTOptions = job.options
+        common = {"name": f"{job.target}-int8-engine", "target": job.target, "variant": "int8-engine",
+                  "path": engine_path, "precision": "int8+fp32-head", "layout": HeadLayout.PIXEL, "extra": extra}
         if opts.build_engine and tensorrt_available():
             from edgeq_tensorrt.runner import TensorRTRunner
 
             engine_path.write_bytes(build_engine(qdq_path))
-            artifacts.append(Artifact(name="tensorrt-int8-engine", target="tensorrt", variant="int8-engine",
-                                      path=engine_path, precision="int8+fp32-head", layout=HeadLayout.PIXEL,
-                                      status="measured", note="TensorRT engine built from the Q/DQ ONNX",
-                                      open_runner=lambda: TensorRTRunner(engine_path), measure_latency=True,
-                                      extra=extra))
-        else:
-            why = "build_engine is off" if not opts.build_engine else "TensorRT is not installed here"
-            artifacts.append(Artifact(name="tensorrt-int8-engine", target="tensorrt", variant="int8-engine",
-                                      path=engine_path, precision="int8+fp32-head", layout=HeadLayout.PIXEL,
-                                      status="not-built", note=f"{why}: run tensorrt/{script.name} on the target",
-                                      extra=extra, companions=(script,)))
-        return artifacts
+            return Artifact(**common, status="measured", note="TensorRT engine built from the Q/DQ ONNX",
+                            open_runner=lambda: TensorRTRunner(engine_path), measure_latency=True)
+        why = "build_engine is off" if not opts.build_engine else "TensorRT is not installed here"
+        return Artifact(**common, status="not-built", note=f"{why}: run {job.target}/{script.name} on the target",
+                        companions=(script,))
 
-    def _build_dla(self, job: Job, work: Path) -> list[Artifact]:
+
+@dataclass
+class _DlaCalibration:
+    """What calibration gave the DLA build: INT8 scales per activation tensor, and how they were made."""
+
+    scales: dict[str, float]
+    missing: list[str]  # activation tensors without a scale (they run FP16)
+    merged_quantizers: int
+    config: dict  # the precision config translated from the Q/DQ graph
+
+
+class DlaCachePipeline:
+    """DLA: plan (what runs FP16) -> calibrate (ModelOpt Q/DQ on every tensor, unified, translated to scales)
+    -> check placement with the scales -> emit model.onnx + model.cache + build scripts -> describe the
+    emulated variants and the engine."""
+
+    options = DLAOptions
+
+    def check(self, job: Job) -> list[Finding]:
         import onnx
 
-        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
-        from edgeq_tensorrt.calib_cache import write_cache
+        from edgeq_tensorrt.dla import DLA_DROPPED_WARNING, check_onnx, check_tensorrt_for_dla
+
+        check_tensorrt_for_dla()
+        opts: DLAOptions = job.options
+        model = onnx.load(str(job.body_onnx if opts.detach_head else job.full_onnx))
+        report = check_onnx(model, None, _fp16_layers(model, job, opts), opts.input_format)
+        findings = _collapse(report.findings)
+        findings.append(Finding("dla.tensorrt-version", Severity.WARNING, "model", DLA_DROPPED_WARNING,
+                                "build on JetPack 6 with its TensorRT 10.x"))
+        return findings
+
+    def build(self, job: Job, work: Path) -> BuildResult:
+        import onnx
+
         from edgeq_tensorrt.dla import check_onnx, check_tensorrt_for_dla
-        from edgeq_tensorrt.emulate import emulation_model
-        from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
-        from edgeq_tensorrt.scripts import DlaBuild, write_python, write_shell
-        from edgeq_tensorrt.translate import precision_config, translate_model
-        from edgeq_tensorrt.unify import DLA_TIES, unify_scales
 
         opts: DLAOptions = job.options
         check_tensorrt_for_dla()
         source = job.body_onnx if opts.detach_head else job.full_onnx
         model = onnx.load(str(source))
         fp16 = _fp16_layers(model, job, opts)
-        _refuse(check_onnx(model, None, fp16, opts.input_format).findings, job)
+        job.fallback.enforce(check_onnx(model, None, fp16, opts.input_format).findings)
+        calibration = self._calibrate(job, source, model, work)
+        report = check_onnx(model, calibration.scales, fp16, opts.input_format)
+        job.fallback.enforce(report.findings)  # scales can move layers off the DLA (unequal Concat scales)
+        out = job.staging / job.target
+        out.mkdir(parents=True, exist_ok=True)
+        files = self._emit(job, model, fp16, calibration, report, out)
+        layout = HeadLayout.DETACHED if opts.detach_head else HeadLayout.PIXEL
+        extra = {"merged_quantizers": calibration.merged_quantizers, "int8_scales": len(calibration.scales),
+                 "dla_subgraphs": report.subgraphs, "gpu_fallback_layers": len(report.fallbacks),
+                 "fp16_layers": len(fp16), "calibration_method": opts.calibration_method,
+                 "tensors_without_scale": len(calibration.missing)}
+        artifacts = self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out)
+        artifacts.append(self._engine(job, out, files, fp16, layout, extra))
+        return BuildResult(artifacts)
 
+    def _calibrate(self, job: Job, source: Path, model, work: Path) -> _DlaCalibration:
+        import onnx
+
+        from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
+        from edgeq_tensorrt.translate import precision_config, translate_model
+        from edgeq_tensorrt.unify import DLA_TIES, unify_scales
+
+        opts: DLAOptions = job.options
         raw = modelopt_quantize(source, work / "ptq-dla.onnx", calibration_array(job.calibration), work,
                                 method=opts.calibration_method, target_dla=True,
                                 log_path=job.staging.parent / "dla-ptq.log")
@@ -192,87 +244,112 @@ class TensorRTBackend(Backend):
         activations = _activation_tensors(model)
         scales = {t: translation.scales[t] for t in activations
                   if t in translation.scales and not t.startswith(HEAD_PREFIX)}
-        report = check_onnx(model, scales, fp16, opts.input_format)
-        _refuse(report.findings, job)
-        outputs = tuple(o.name for o in model.graph.output)
+        outputs = {o.name for o in model.graph.output}
         missing = [t for t in activations if t not in scales and t not in outputs and not t.startswith(HEAD_PREFIX)]
+        return _DlaCalibration(scales=scales, missing=missing, merged_quantizers=merged,
+                               config=precision_config(translation))
 
-        out = job.staging / "dla"
-        out.mkdir(parents=True, exist_ok=True)
+    def _emit(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report, out: Path) -> _DlaFiles:
+        """model.onnx, model.cache, the precision config, the layer table and the build scripts."""
+        import onnx
+
+        from edgeq_tensorrt.calib_cache import write_cache
+        from edgeq_tensorrt.scripts import DlaBuild, write_python, write_shell
+
+        opts: DLAOptions = job.options
         onnx_path, cache_path = out / "model.onnx", out / "model.cache"
         onnx.save(model, str(onnx_path))
-        write_cache(cache_path, scales, opts.trt_version)
+        write_cache(cache_path, calibration.scales, opts.trt_version)
         companions = [cache_path]
         if opts.detach_head:
             head_json = out / "model-head.json"
             job.head.to_json(head_json)
             companions.append(head_json)
         precision_path = out / "model-precision.json"
-        config = precision_config(translation)
-        config.update(fp16_layers=fp16, int8_tensor_scales=scales, tensors_without_scale=missing)
+        config = dict(calibration.config, fp16_layers=fp16, int8_tensor_scales=calibration.scales,
+                      tensors_without_scale=calibration.missing)
         precision_path.write_text(json.dumps(config, indent=2))
         layers_md = out / "model-dla-layers.md"
-        layers_md.write_text(report.markdown(f"DLA layer placement: {onnx_path.name} ({len(scales)} INT8 scales)"))
-        build = DlaBuild(onnx=onnx_path.name, cache=cache_path.name, outputs=outputs, fp16_layers=tuple(fp16),
-                         dla_core=opts.dla_core, input_format=opts.input_format,
-                         standalone_default=not job.allow_fallback)
-        shell, python = write_shell(build, out / "build_dla.sh"), write_python(build, out / "build_dla.py")
-        companions += [precision_path, layers_md, shell, python]
+        layers_md.write_text(report.markdown(f"DLA layer placement: {onnx_path.name} "
+                                             f"({len(calibration.scales)} INT8 scales)"))
+        build = DlaBuild(onnx=onnx_path.name, cache=cache_path.name, outputs=tuple(o.name for o in model.graph.output),
+                         fp16_layers=tuple(fp16), dla_core=opts.dla_core, input_format=opts.input_format,
+                         standalone_default=not job.fallback.allowed)
+        scripts = (write_shell(build, out / "build_dla.sh"), write_python(build, out / "build_dla.py"))
+        return _DlaFiles(onnx=onnx_path, cache=cache_path, companions=(*companions, precision_path, layers_md,
+                                                                       *scripts), scripts=scripts)
 
-        layout = HeadLayout.DETACHED if opts.detach_head else HeadLayout.PIXEL
+    def _emulated_variants(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report,
+                           files: _DlaFiles, layout: HeadLayout, extra: dict, out: Path) -> list[Artifact]:
+        """The engine's numerics rebuilt from the cache for ONNX Runtime, with and without FP16 last convs."""
+        import onnx
+
+        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+        from edgeq_tensorrt.emulate import emulation_model
+
+        opts: DLAOptions = job.options
         head_fp16 = [n.name for n in model.graph.node if n.name.startswith(HEAD_PREFIX)]
         gpu_layers = len(report.fallbacks)
-        extra = {"merged_quantizers": merged, "int8_scales": len(scales), "dla_subgraphs": report.subgraphs,
-                 "gpu_fallback_layers": gpu_layers, "fp16_layers": len(fp16), "calibration_method":
-                 opts.calibration_method, "tensors_without_scale": len(missing)}
         placement = (f"{len(report.placements) - gpu_layers}/{len(report.placements)} layers on DLA, "
                      f"{report.subgraphs} DLA subgraph(s)")
         variants = []
         if opts.fp16_last_convs:
-            variants.append(("dla-int8-fp16-last-convs", "int8-fp16-last-convs", fp16, "int8+fp16",
+            variants.append((f"{job.target}-int8-fp16-last-convs", "int8-fp16-last-convs", fp16, "int8+fp16",
                              f"INT8, last head convs in FP16 ({len(fp16) - len(head_fp16)} layers)"))
         if opts.compare_all_int8 or not opts.fp16_last_convs:
-            variants.append(("dla-int8", "int8", head_fp16, "int8", "all convolutions INT8"))
+            variants.append((f"{job.target}-int8", "int8", head_fp16, "int8", "all convolutions INT8"))
         artifacts = []
         for name, variant, fp16_set, precision, what in variants:
             emulated = out / "emulation" / f"{name}.onnx"
             emulated.parent.mkdir(exist_ok=True)
-            onnx.save(emulation_model(model, scales, fp16_set, cast_fp16=opts.emulate_fp16), str(emulated))
+            onnx.save(emulation_model(model, calibration.scales, fp16_set, cast_fp16=opts.emulate_fp16),
+                      str(emulated))
             is_default = fp16_set is fp16
             artifacts.append(Artifact(
-                name=name, target="dla", variant=variant, path=onnx_path if is_default else emulated,
-                precision=precision, layout=layout, status="emulated",
+                name=name, target=job.target, variant=variant, path=files.onnx if is_default else emulated,
+                precision=precision, layout=layout, status=job.profile.figures,
                 note=f"{what}; engine numerics rebuilt from model.cache in ONNX Runtime; {placement}"
                      + ("" if is_default else " (comparison: same model.onnx + cache, no --layerPrecisions)"),
                 open_runner=(lambda p=emulated: OnnxRuntimeRunner(p)), extra=dict(extra),
-                companions=tuple(companions) if is_default else ()))
-        artifacts.append(self._dla_engine(job, out, onnx_path, cache_path, fp16, layout, extra, (shell, python)))
+                companions=files.companions if is_default else ()))
         return artifacts
 
-    def _dla_engine(self, job: Job, out: Path, onnx_path: Path, cache_path: Path, fp16: list[str],
-                    layout: HeadLayout, extra: dict, scripts: tuple[Path, Path]) -> Artifact:
+    def _engine(self, job: Job, out: Path, files: _DlaFiles, fp16: list[str], layout: HeadLayout,
+                extra: dict) -> Artifact:
         """Where TensorRT sees a DLA core (on the Jetson): build and run the engine (`measured`); else `not-built`."""
         from edgeq_tensorrt.runner import TensorRTRunner, build_engine, dla_cores, tensorrt_available
 
         opts: DLAOptions = job.options
-        standalone = not job.allow_fallback
+        allowed = job.fallback.allowed
+        scripts = files.scripts
         if tensorrt_available() and dla_cores() > opts.dla_core:
             engine_path = out / "model.engine"  # float I/O for the evaluator; the deployable build is build_dla.sh
-            engine_path.write_bytes(build_engine(onnx_path, calib_cache=cache_path, fp16_layers=fp16,
-                                                 dla_core=opts.dla_core, gpu_fallback=job.allow_fallback))
-            return Artifact(name="dla-engine", target="dla", variant="engine", path=engine_path,
+            engine_path.write_bytes(build_engine(files.onnx, calib_cache=files.cache, fp16_layers=fp16,
+                                                 dla_core=opts.dla_core, gpu_fallback=allowed))
+            return Artifact(name=f"{job.target}-engine", target=job.target, variant="engine", path=engine_path,
                             precision="int8+fp16", layout=layout, status="measured",
                             note=f"TensorRT engine on DLA core {opts.dla_core} from model.onnx + model.cache",
                             open_runner=lambda: TensorRTRunner(engine_path, opts.dla_core), measure_latency=True,
                             extra=dict(extra), companions=scripts)
         why = "TensorRT is not installed here" if not tensorrt_available() else "this TensorRT sees no DLA core"
         return Artifact(
-            name="dla-engine", target="dla", variant="engine",
-            path=out / ("model.loadable" if standalone else "model.engine"), precision="int8+fp16", layout=layout,
+            name=f"{job.target}-engine", target=job.target, variant="engine",
+            path=out / ("model.engine" if allowed else "model.loadable"), precision="int8+fp16", layout=layout,
             status="not-built",
-            note=f"{why}: on the Jetson run dla/{scripts[0].name} "
-                 f"({'standalone loadable' if standalone else 'GPU fallback allowed'}) or dla/{scripts[1].name}",
+            note=f"{why}: on the Jetson run {job.target}/{scripts[0].name} "
+                 f"({'GPU fallback allowed' if allowed else 'standalone loadable'}) or {job.target}/{scripts[1].name}",
             extra=dict(extra), companions=scripts)
+
+
+@dataclass(frozen=True)
+class _DlaFiles:
+    onnx: Path
+    cache: Path
+    companions: tuple[Path, ...]  # deployed with model.onnx: cache, head JSON, precision config, table, scripts
+    scripts: tuple[Path, Path]  # build_dla.sh, build_dla.py
+
+
+_PIPELINES = {"gpu-qdq": GpuQdqPipeline, "dla-cache": DlaCachePipeline}
 
 
 def _collapse(findings: list[Finding]) -> list[Finding]:
@@ -289,18 +366,6 @@ def _collapse(findings: list[Finding]) -> list[Finding]:
             f"{len(group)} layers ({', '.join(g.where for g in group[:3])}{', ...' if len(group) > 3 else ''})"
         out.append(Finding(rule, Severity.WARNING, where, group[0].message, group[0].fix))
     return out
-
-
-def _refuse(findings: list[Finding], job: Job) -> None:
-    """Errors always stop the DLA build; GPU fallbacks stop it under --no-gpu-fallback."""
-    blocking = [f for f in findings if f.severity is Severity.ERROR
-                or (f.severity is Severity.FALLBACK and not job.allow_fallback)]
-    if not blocking:
-        return
-    first = blocking[0]
-    more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
-    hint = "" if first.severity is Severity.ERROR else "; or allow GPU fallback (drop --no-gpu-fallback)"
-    raise EdgeqError(f"dla: {first.where}: {first.message}{more}", first.fix + hint)
 
 
 def last_head_convs(model, outputs: list[str]) -> list[str]:

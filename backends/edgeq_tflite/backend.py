@@ -22,14 +22,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
-from edgeq.backend import Artifact, Backend, BackendOptions, Job
-from edgeq.errors import EdgeqError, StageError
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile, load_profiles
+from edgeq.errors import StageError
 from edgeq.head import HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
 from edgeq_tflite import predicates  # noqa: F401  (registers the checks the rule tables use)
 from edgeq_tflite.options import OPTIONS
 
-RULES = Path(__file__).parent / "rules"
+HERE = Path(__file__).parent
 INSTALL_FIX = "pip install 'edgeq[tflite]' && pip install --no-deps onnx2tf==1.28.8 tf_keras==2.21.0"
 _HEAD_NOTES = {
     "detached": "INT8 body, box/class logits per scale as separate tensors; DFL, box decode and sigmoid run on "
@@ -45,22 +45,22 @@ def log(message: str) -> None:
     print(f"edgeq: {message}", file=sys.stderr, flush=True)
 
 
+class TFLiteProfile(TargetProfile):
+    compiler: str | None = None  # the accelerator's compiler run on each .tflite (edgetpu_compiler)
+
+
 class TFLiteBackend(Backend):
     family = "tflite"
     extra = "tflite"
-    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx", "psutil", "ai_edge_litert")
-    targets: ClassVar[dict[str, str]] = {
-        "tflite": "full-integer TFLite (INT8) on this CPU through LiteRT: measured accuracy and latency",
-        "edgetpu": "Coral Edge TPU: full-integer TFLite + edgetpu_compiler (INT8 reference kernels emulate it)",
-        "nxp": "NXP i.MX 8M Plus NPU (VX delegate): per-tensor full-integer TFLite (emulated on LiteRT)",
-    }
-    fallback_by_default: ClassVar[dict[str, bool]] = {"tflite": True, "edgetpu": False, "nxp": True}
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx",
+                                           "psutil", "ai_edge_litert")
+    tools = ("tensorflow-cpu", "tensorflow", "onnx2tf", "ai-edge-litert")
+    profiles = load_profiles(HERE / "profiles.yaml", TFLiteProfile)
 
     # --- availability ---------------------------------------------------------------------------------------
 
-    def ensure_available(self, target: str) -> None:
-        if missing := self.missing():
-            raise EdgeqError(f"target '{target}' needs {', '.join(missing)}, which is not installed", INSTALL_FIX)
+    def install_hint(self) -> str:
+        return INSTALL_FIX
 
     def options_model(self, target: str) -> type[BackendOptions]:
         return OPTIONS[target]
@@ -79,21 +79,19 @@ class TFLiteBackend(Backend):
 
         from edgeq_tflite.graph import onnx_layers_with_producers
 
-        table = RuleTable.load(RULES / f"{job.target}-onnx.yaml")
+        table = RuleTable.load(HERE / job.profile.rules["onnx"])
         findings = table.evaluate(onnx_layers_with_producers(onnx.load(str(job.body_onnx))))
         return _collapse(findings)
 
-    # --- build ----------------------------------------------------------------------------------------------
+    # --- build: convert each head variant, then describe each file -------------------------------------------
 
-    def build(self, job: Job) -> list[Artifact]:
+    def build(self, job: Job) -> BuildResult:
         from edgeq_tflite.convert import run_worker, write_calibration
 
         opts = job.options
-        _gate(self.check(job), job)  # the pipeline gates too; this keeps the backend safe on its own
         work = job.staging / ".tflite-work"
-        out_dir = job.staging / job.target
-        out_dir.mkdir(parents=True, exist_ok=True)
-        artifacts: list[Artifact] = []
+        out_dir = _mkdir(job.staging / job.target)
+        result = BuildResult([])
         try:
             calib = work / "calibration.npy"
             n = write_calibration(job.calibration, _mkdir(calib.parent) / calib.name)
@@ -106,11 +104,13 @@ class TFLiteBackend(Backend):
                 conv = run_worker(onnx_path, calib, files, opts.io_dtype, work / head, f"{job.target}-{head}",
                                   job.staging.parent)
                 for path, granularity in files:
-                    artifacts.append(self._artifact(job, head, granularity, path, conv, primary=rank == 0,
-                                                    log_dir=work / head))
+                    artifact, findings = self._describe(job, head, granularity, path, conv, primary=rank == 0,
+                                                        log_dir=work / head)
+                    result.artifacts.append(artifact)
+                    result.findings += findings
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return artifacts
+        return result
 
     def _onnx_for(self, job: Job, head: str, work: Path) -> Path:
         if head == "detached":
@@ -125,72 +125,60 @@ class TFLiteBackend(Backend):
         onnx.save(attach_head(onnx.load(str(job.body_onnx)), job.head, HeadLayout.NORMALIZED), str(path))
         return path
 
-    def _artifact(self, job: Job, head: str, granularity: str, path: Path, conv, primary: bool,
-                  log_dir: Path) -> Artifact:
+    def _describe(self, job: Job, head: str, granularity: str, path: Path, conv, primary: bool,
+                  log_dir: Path) -> tuple[Artifact, list[Finding]]:
+        """One converted file: verified full-integer, mapped op by op, gated, compiled where the target has a
+        compiler, and described for the report."""
         from edgeq_tflite.graph import read_tflite
-        from edgeq_tflite.optable import build_op_table
-        from edgeq_tflite.runner import LiteRTRunner
 
-        opts, name = job.options, path.stem
         graph = read_tflite(path)
-        problems = full_integer_problems(graph)
-        if problems:
-            kept = job.staging.parent / f"{job.target}-full-integer.log"
-            kept.write_text("\n".join(problems) + "\n")
-            raise StageError("full-integer", f"{path.name} is not full-integer: {problems[0]}", str(kept))
-        table = build_op_table(job.target, graph)
-        ops_md = path.with_name(f"{name}-ops.md")
-        ops_md.write_text(table.markdown(f"{name}: per-op mapping"))
-        log(f"{name}: {table.summary()} (table: {ops_md.name})")
-        for row in [r for r in table.rows if r.runs_on != table.accelerator][:12]:
-            log(f"  #{row.index:<4} {row.op:<24} {row.runs_on:<8} {row.reason[:110]}")
-        blocking = [f for f in table.findings if f.severity is Severity.ERROR or
-                    (primary and f.severity is Severity.FALLBACK and not job.allow_fallback)]
-        if blocking:
-            f = blocking[0]
-            raise EdgeqError(f"{job.target}: {name}: {f.where}: {f.message}",
-                             f.fix + (" or pass --allow-cpu-fallback to accept it"
-                                      if f.severity is Severity.FALLBACK else ""))
-        job.findings.extend(Finding(f.rule, f.severity, f"{name}: {f.where}", f.message, f.fix)
-                            for f in _collapse(table.findings))  # found on the .tflite: into the report
-        layout = HeadLayout(head)
-        companions = [ops_md]
-        notes = [_HEAD_NOTES[head].format(head_json=f"{name}-head.json"),
-                 f"{granularity} weights, {opts.io_dtype} I/O, {conv.calibration_images} calibration images",
+        _require_full_integer(job, path, graph)
+        table = self._op_table(job, path, graph)
+        # every variant must build; only the primary (first) head is held to the fallback policy, the others
+        # are comparisons in the report
+        job.fallback.enforce([f for f in table.findings if primary or f.severity is Severity.ERROR], where=path.stem)
+        findings = [Finding(f.rule, f.severity, f"{path.stem}: {f.where}", f.message, f.fix)
+                    for f in _collapse(table.findings)]
+        companions = [path.with_name(f"{path.stem}-ops.md")]
+        notes = [_HEAD_NOTES[head].format(head_json=f"{path.stem}-head.json"),
+                 f"{granularity} weights, {job.options.io_dtype} I/O, {conv.calibration_images} calibration images",
                  table.summary()]
-        if layout is HeadLayout.DETACHED:
-            head_json = path.with_name(f"{name}-head.json")
+        if HeadLayout(head) is HeadLayout.DETACHED:
+            head_json = path.with_name(f"{path.stem}-head.json")
             job.head.to_json(head_json)
             companions.insert(0, head_json)
-        inp = graph.inputs[0]
-        extra = OrderedDict(
-            granularity=granularity, head=head, io_dtype=opts.io_dtype,
-            input_quantization={"scale": inp.scale[0], "zero_point": inp.zero_point[0]} if inp.scale else None,
-            full_integer=True, ops=len(graph.layers), ops_on_accelerator=table.on_accelerator,
-            accelerator=table.accelerator,
-            first_unmapped_op=f"#{table.first_unmapped.index} {table.first_unmapped.op}"
-            if table.first_unmapped else None,
-            param_bytes=graph.param_bytes,
-            findings=[f.one_line() for f in _collapse([f for f in table.findings])],
-            fp32_conversion_rel_error=max(conv.fp32_rel_error.values()),
-            # onnx2tf and calibration run once per head and are shared by its granularities
-            export_s={"onnx2tf": conv.seconds.get("onnx2tf_s"), "calibrate": conv.seconds.get("calibrate_s"),
-                      "quantize": conv.seconds.get(path.name)},
-            kernels=opts.kernels if job.target != "tflite" else "optimized",
-        )
-        if job.target == "edgetpu":
-            notes.append(self._edgetpu(job, path, log_dir, extra, companions))
-        reference = job.target != "tflite" and opts.kernels == "reference"
-        if job.target != "tflite":
-            notes.append(f"accuracy emulated with LiteRT's {'reference' if reference else 'optimized'} INT8 kernels")
-        return Artifact(
-            name=name, target=job.target, variant=f"int8-{head}-{granularity}", path=path,
-            precision="int8+fp32-head" if layout is HeadLayout.DETACHED else "int8", layout=layout,
-            status="measured" if job.target == "tflite" else "emulated", note="; ".join(notes),
-            open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, reference_kernels=reference),
-            measure_latency=job.target == "tflite", extra=dict(extra), companions=tuple(companions))
+        extra = _figures(job, head, granularity, graph, table, conv, path)
+        if job.profile.compiler:
+            notes.append(self._compile(job, path, log_dir, extra, companions))
+        if job.profile.figures == "emulated":
+            notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} INT8 kernels")
+        return self._artifact(job, head, granularity, path, "; ".join(notes), extra, companions), findings
 
-    def _edgetpu(self, job: Job, path: Path, log_dir: Path, extra: dict, companions: list[Path]) -> str:
+    def _op_table(self, job: Job, path: Path, graph):
+        from edgeq_tflite.optable import build_op_table
+
+        table = build_op_table(job.target, graph, HERE / job.profile.rules["tflite"])
+        ops_md = path.with_name(f"{path.stem}-ops.md")
+        ops_md.write_text(table.markdown(f"{path.stem}: per-op mapping"))
+        log(f"{path.stem}: {table.summary()} (table: {ops_md.name})")
+        for row in [r for r in table.rows if r.runs_on != table.accelerator][:12]:
+            log(f"  #{row.index:<4} {row.op:<24} {row.runs_on:<8} {row.reason[:110]}")
+        return table
+
+    def _artifact(self, job: Job, head: str, granularity: str, path: Path, note: str, extra: dict,
+                  companions: list[Path]) -> Artifact:
+        from edgeq_tflite.runner import LiteRTRunner
+
+        layout, reference = HeadLayout(head), job.options.kernels == "reference"
+        return Artifact(
+            name=path.stem, target=job.target, variant=f"int8-{head}-{granularity}", path=path,
+            precision="int8+fp32-head" if layout is HeadLayout.DETACHED else "int8", layout=layout,
+            status=job.profile.figures, note=note,
+            open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, reference_kernels=reference),
+            measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions))
+
+    def _compile(self, job: Job, path: Path, log_dir: Path, extra: dict, companions: list[Path]) -> str:
+        """The Edge TPU compiler where it is on PATH; else the script that runs it on a host that has it."""
         from edgeq_tflite import edgetpu
 
         compiler = edgetpu.compiler_path()
@@ -238,13 +226,30 @@ def _collapse(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def _gate(findings: list[Finding], job: Job) -> None:
-    blocking = [f for f in findings if f.severity is Severity.ERROR or
-                (f.severity is Severity.FALLBACK and not job.allow_fallback)]
-    if blocking:
-        f = blocking[0]
-        hint = " or pass --allow-cpu-fallback to accept it" if f.severity is Severity.FALLBACK else ""
-        raise EdgeqError(f"{job.target}: {f.where}: {f.message}", f.fix + hint)
+def _require_full_integer(job: Job, path: Path, graph) -> None:
+    if problems := full_integer_problems(graph):
+        kept = job.staging.parent / f"{job.target}-full-integer.log"
+        kept.write_text("\n".join(problems) + "\n")
+        raise StageError("full-integer", f"{path.name} is not full-integer: {problems[0]}", str(kept))
+
+
+def _figures(job: Job, head: str, granularity: str, graph, table, conv, path: Path) -> dict:
+    """The artifact's figures for report.json."""
+    inp = graph.inputs[0]
+    return OrderedDict(
+        granularity=granularity, head=head, io_dtype=job.options.io_dtype,
+        input_quantization={"scale": inp.scale[0], "zero_point": inp.zero_point[0]} if inp.scale else None,
+        full_integer=True, ops=len(graph.layers), ops_on_accelerator=table.on_accelerator,
+        accelerator=table.accelerator,
+        first_unmapped_op=f"#{table.first_unmapped.index} {table.first_unmapped.op}" if table.first_unmapped else None,
+        param_bytes=graph.param_bytes,
+        findings=[f.one_line() for f in _collapse(table.findings)],
+        fp32_conversion_rel_error=max(conv.fp32_rel_error.values()),
+        # onnx2tf and calibration run once per head and are shared by its granularities
+        export_s={"onnx2tf": conv.seconds.get("onnx2tf_s"), "calibrate": conv.seconds.get("calibrate_s"),
+                  "quantize": conv.seconds.get(path.name)},
+        kernels=job.options.kernels,
+    )
 
 
 def full_integer_problems(graph) -> list[str]:

@@ -66,14 +66,16 @@ class OpTable:
         return "\n".join(lines) + "\n"
 
 
-def table_meta(target: str) -> dict:
-    data = yaml.safe_load((RULES / f"{target}.yaml").read_text())
-    return {"accelerator": data.get("accelerator", target), "partition": data.get("partition", "per-op")}
+def table_meta(rules: Path) -> dict:
+    data = yaml.safe_load(rules.read_text())
+    return {"accelerator": data.get("accelerator", rules.stem), "partition": data.get("partition", "per-op")}
 
 
-def build_op_table(target: str, graph: TFLiteGraph) -> OpTable:
-    table = RuleTable.load(RULES / f"{target}.yaml")
-    meta = table_meta(target)
+def build_op_table(target: str, graph: TFLiteGraph, rules: Path | None = None) -> OpTable:
+    """`rules`: the target's table for .tflite files (default: rules/<target>.yaml)."""
+    rules = rules or RULES / f"{target}.yaml"
+    table = RuleTable.load(rules)
+    meta = table_meta(rules)
     accel = meta["accelerator"]
     model_rules = RuleTable(table.target, tuple(r for r in table.rules if "MODEL" in r.ops))
     findings = table.evaluate(graph.layers) + model_rules.evaluate([graph.model_layer()])

@@ -46,6 +46,7 @@ class TFLiteOptions(TFLiteFamilyOptions):
     """INT8 on this CPU: per-channel (XNNPACK's signed per-channel kernels), all three heads for the report."""
 
     heads: list[Head] = Field(default_factory=lambda: list(ALL_HEADS))
+    kernels: Literal["optimized"] = "optimized"  # measured figures: the kernels a CPU deployment runs
 
 
 class EdgeTPUOptions(TFLiteFamilyOptions):

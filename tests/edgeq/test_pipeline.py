@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import edgeq.backend as backend_module
-from edgeq.backend import Artifact, Backend, BackendOptions, Job
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile
 from edgeq.errors import StageError
 from edgeq.head import HeadLayout
 from edgeq.runners.onnxruntime import OnnxRuntimeRunner
@@ -23,7 +23,8 @@ class OrtInt8Backend(Backend):
     """ONNX Runtime's static INT8 quantizer on the full model, head included (the naive export)."""
 
     family, extra, requires = "ort-test", "ort-test", ("onnxruntime",)
-    targets = {"ort-int8": "test target"}
+    profiles = {"ort-int8": TargetProfile(description="test target", accelerator="CPU", figures="emulated",
+                                          latency_meaningful=False, fallback_default=True)}
 
     def options_model(self, target):
         return OrtOptions
@@ -44,13 +45,14 @@ class OrtInt8Backend(Backend):
 
         out = job.staging / "model-int8.onnx"
         quantize_static(str(job.full_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ)
-        return [Artifact(name="ort-int8", target="ort-int8", variant="int8", path=out, precision="int8",
-                         layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
-                         open_runner=lambda: OnnxRuntimeRunner(out))]
+        return BuildResult([Artifact(name="ort-int8", target="ort-int8", variant="int8", path=out, precision="int8",
+                                     layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
+                                     open_runner=lambda: OnnxRuntimeRunner(out))])
 
 
 class FailingBackend(OrtInt8Backend):
-    targets = {"failing": "always fails in its converter"}
+    profiles = {"failing": TargetProfile(description="always fails in its converter", accelerator="CPU",
+                                         figures="emulated", latency_meaningful=False, fallback_default=True)}
 
     def build(self, job: Job):
         (job.staging / "half-written.bin").write_bytes(b"x" * 100)
@@ -61,7 +63,8 @@ class FailingBackend(OrtInt8Backend):
 
 class MissingDepBackend(OrtInt8Backend):
     extra, requires = "exotic", ("no_such_module_for_edgeq",)
-    targets = {"exotic": "needs a module that is not installed"}
+    profiles = {"exotic": TargetProfile(description="needs a module that is not installed", accelerator="CPU",
+                                        figures="emulated", latency_meaningful=False, fallback_default=True)}
 
 
 @pytest.fixture(autouse=True)

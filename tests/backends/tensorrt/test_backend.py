@@ -10,7 +10,7 @@ import pytest
 from edgeq_tensorrt import DLAOptions, TensorRTBackend, TensorRTOptions
 from trt_graphs import make_model, rule_breaker
 
-from edgeq.backend import Job
+from edgeq.backend import make_job
 from edgeq.errors import EdgeqError
 from edgeq.head import HeadLayout
 
@@ -20,9 +20,9 @@ pytest.importorskip("modelopt")
 def _job(tmp_path, target, body, full, head, calibration=(), allow_fallback=True, **options):
     staging = tmp_path / "staging"
     staging.mkdir(exist_ok=True)
-    opts = (DLAOptions if target == "dla" else TensorRTOptions)(**options)
-    return Job(target=target, options=opts, head=head, body_onnx=body, full_onnx=full, calibration=calibration,
-               staging=staging, activations={}, allow_fallback=allow_fallback, progress=False)
+    return make_job(TensorRTBackend(), target, options=options, allow_fallback=allow_fallback,
+                    fallback_flag="--no-gpu-fallback", head=head, body_onnx=body, full_onnx=full,
+                    calibration=calibration, staging=staging, activations={}, progress=False)
 
 
 def _save(model, path):
@@ -42,7 +42,7 @@ def test_package_imports_without_heavy_dependencies():
 def test_registered_targets_and_options():
     backend = TensorRTBackend()
     assert set(backend.targets) == {"tensorrt", "dla"} and backend.requires == ("modelopt",)
-    assert backend.fallback_by_default == {"tensorrt": True, "dla": True}
+    assert {t: p.fallback_default for t, p in backend.profiles.items()} == {"tensorrt": True, "dla": True}
     with pytest.raises(Exception, match="extra"):
         DLAOptions(calibration_methd="max")
     with pytest.raises(Exception, match="JetPack"):
@@ -78,14 +78,12 @@ def test_layer_dla_cannot_run_is_refused_without_gpu_fallback(tmp_path, yolo_onn
     assert list(job.staging.iterdir()) == []
 
 
-def test_pipeline_gate_refuses_the_fallback_with_exit_2(tmp_path, yolo_onnx):
-    from edgeq.pipeline import _gate
-
+def test_fallback_policy_refuses_the_check_findings_with_exit_2(tmp_path, yolo_onnx):
     _, _, head = yolo_onnx["relu6"]
     path = _save(rule_breaker(), tmp_path / "rb.onnx")
-    findings = TensorRTBackend().check(_job(tmp_path, "dla", path, path, head))
+    job = _job(tmp_path, "dla", path, path, head, allow_fallback=False)
     with pytest.raises(EdgeqError) as info:
-        _gate(findings, allow_fallback=False, target="dla", explicit=False)
+        job.fallback.enforce(TensorRTBackend().check(job))
     assert info.value.exit_code == 2
 
 
@@ -94,7 +92,7 @@ def dla_build(tmp_path_factory, yolo_onnx, calib_images):
     body, full, head = yolo_onnx["relu6"]
     tmp = tmp_path_factory.mktemp("dla")
     job = _job(tmp, "dla", body, full, head, calibration=calib_images, allow_fallback=False)
-    return job, TensorRTBackend().build(job)
+    return job, TensorRTBackend().build(job).artifacts
 
 
 def test_dla_build_emits_cache_scripts_and_table(dla_build):
@@ -172,7 +170,7 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
 
     body, full, head = yolo_onnx["silu"]
     job = _job(tmp_path, "tensorrt", body, full, head, calibration=calib_images)
-    artifacts = TensorRTBackend().build(job)
+    artifacts = TensorRTBackend().build(job).artifacts
     qdq, engine = artifacts
     from edgeq_tensorrt.runner import tensorrt_available
 

@@ -39,7 +39,8 @@ def test_missing_stack_names_the_no_deps_install(monkeypatch) -> None:
 
 def test_defaults_per_target() -> None:
     backend = TFLiteBackend()
-    assert backend.fallback_by_default == {"tflite": True, "edgetpu": False, "nxp": True}
+    assert {t: p.fallback_default for t, p in backend.profiles.items()} == {"tflite": True, "edgetpu": False,
+                                                                             "nxp": True}
     tfl, tpu, nxp = (backend.options_model(t)() for t in ("tflite", "edgetpu", "nxp"))
     assert tfl.granularity == ["per-channel"] and tfl.heads == ["detached", "normalized", "pixel"]
     assert tpu.granularity == ["per-channel"] and tpu.heads == ["detached"] and tpu.kernels == "reference"
@@ -75,15 +76,17 @@ def test_checker_only_warns_on_silu_for_nxp(onnx_pair, tmp_path) -> None:
     assert [(f.rule, f.severity) for f in findings] == [("nxp.silu", Severity.WARNING)]
 
 
-def test_edgetpu_silu_without_fallback_stops_before_any_work(onnx_pair, tmp_path) -> None:
-    """The backend refuses on its own too (not only through the pipeline's gate), writing nothing."""
+def test_edgetpu_silu_is_refused_by_the_default_fallback_policy(onnx_pair, tmp_path) -> None:
+    """The check only reports; core's policy (the Edge TPU profile: no fallback by default) refuses."""
     models, detector = onnx_pair("demo-yolov8n-silu.yaml")
     job = make_job("edgetpu", models, detector.head, tmp_path / "staging")
     with pytest.raises(EdgeqError) as err:
-        TFLiteBackend().build(job)
+        job.fallback.enforce(TFLiteBackend().check(job))
     assert "SiLU" in err.value.problem and err.value.fix.startswith(FIX)
-    assert "--allow-cpu-fallback" in err.value.fix
+    assert "--allow-fallback" in err.value.fix and "host CPU" in err.value.fix
     assert list(job.staging.iterdir()) == []
+    accepted = make_job("edgetpu", models, detector.head, tmp_path / "accepted", allow_fallback=True)
+    accepted.fallback.enforce(TFLiteBackend().check(accepted))  # the same findings pass when fallback is allowed
 
 
 def test_cli_edgetpu_silu_is_one_line_exit_2(cli, small_data, tmp_path) -> None:
@@ -94,7 +97,7 @@ def test_cli_edgetpu_silu_is_one_line_exit_2(cli, small_data, tmp_path) -> None:
                                "--calib-images", 4, "--val-images", 4, "--out", out, "--no-progress")
     assert code == 2
     error = [line for line in stderr.splitlines() if "error" in line.lower()]
-    assert len(error) == 1 and "SiLU" in error[0] and FIX in error[0] and "--allow-cpu-fallback" in error[0]
+    assert len(error) == 1 and "SiLU" in error[0] and FIX in error[0] and "--allow-fallback" in error[0]
     assert "Traceback" not in stderr
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 

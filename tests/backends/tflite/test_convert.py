@@ -22,7 +22,7 @@ def built(onnx_pair, calib_160, tmp_path_factory):
     calib, _ = calib_160
     job = make_job("tflite", models, detector.head, tmp_path_factory.mktemp("out") / "artifacts",
                    calibration=calib, heads=["detached"], granularity=["per-channel", "per-tensor"])
-    artifacts = TFLiteBackend().build(job)
+    artifacts = TFLiteBackend().build(job).artifacts
     return job, {a.extra["granularity"]: a for a in artifacts}
 
 
@@ -151,7 +151,7 @@ def test_edgetpu_artifact_ships_the_compile_command(onnx_pair, calib_160, tmp_pa
         pytest.skip("edgetpu_compiler is installed: the compile path runs instead")
     models, detector = onnx_pair("demo-yolov8n-relu6-320.pt")
     job = make_job("edgetpu", models, detector.head, tmp_path / "artifacts", calibration=calib_160[0])
-    (art,) = TFLiteBackend().build(job)
+    (art,) = TFLiteBackend().build(job).artifacts
     assert art.name == "edgetpu-int8-detached-per-channel" and art.status == "emulated"
     assert not art.measure_latency
     script = art.path.parent / "compile_edgetpu.sh"
@@ -172,7 +172,7 @@ def test_nxp_uint8_io_is_still_full_integer(onnx_pair, calib_160, tmp_path) -> N
 
     models, detector = onnx_pair("demo-yolov8n-relu6-320.pt")
     job = make_job("nxp", models, detector.head, tmp_path / "artifacts", calibration=calib_160[0], io_dtype="uint8")
-    (art,) = TFLiteBackend().build(job)
+    (art,) = TFLiteBackend().build(job).artifacts
     graph = read_tflite(art.path)
     assert full_integer_problems(graph) == []
     assert graph.inputs[0].dtype == "uint8" and graph.inputs[0].zero_point == (0,)

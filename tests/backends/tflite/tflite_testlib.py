@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.backend import Job
+from edgeq.backend import Job, make_job as make_backend_job
 from edgeq.head import HeadSpec
 
 IMGSZ = 160  # small input keeps conversions to seconds; every rule and mapping is size-independent
@@ -29,8 +29,6 @@ def make_job(target: str, models, head: HeadSpec, staging: Path, calibration=(),
 
     backend = TFLiteBackend()
     staging.mkdir(parents=True, exist_ok=True)
-    return Job(target=target, options=backend.options_model(target)(**options), head=head,
-               body_onnx=models.body, full_onnx=models.full, calibration=calibration, staging=staging,
-               activations=activations or {},
-               allow_fallback=backend.fallback_by_default[target] if allow_fallback is None else allow_fallback,
-               progress=False)
+    return make_backend_job(backend, target, options=options, allow_fallback=allow_fallback, head=head,
+                            body_onnx=models.body, full_onnx=models.full, calibration=calibration, staging=staging,
+                            activations=activations or {}, progress=False)

@@ -12,7 +12,8 @@ from edgeq.runners import Runner
 
 
 def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path | None,
-             dataset: Dataset, trust_model: bool = False) -> tuple[Runner, HeadSpec]:
+             dataset: Dataset, trust_model: bool = False) -> tuple[Runner, HeadSpec, HeadLayout]:
+    """A runner for the file, the head spec to decode its outputs with, and the layout of those outputs."""
     if not path.exists():
         raise EdgeqError(f"artifact '{path}' does not exist", "pass the path of an exported model")
     suffix = path.suffix.lower()
@@ -21,7 +22,8 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         from edgeq.runners.torch import TorchRunner
 
         detector = load_detector(path, imgsz, trust_model)
-        return TorchRunner(detector.module), detector.head
+        return (TorchRunner(detector.module), detector.head,
+                HeadLayout.SELECTED if detector.head.end2end else HeadLayout.PIXEL)
     if suffix == ".onnx":
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner
 
@@ -47,10 +49,19 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         if OUTPUT_NAME not in out and len(out) != 1:
             raise EdgeqError(f"'{path.name}' has outputs {list(out)}, not one decoded output",
                              "use --layout detached --head-json for per-scale outputs")
-        nc = next(iter(out.values())).shape[1] - 4 if OUTPUT_NAME not in out else out[OUTPUT_NAME].shape[1] - 4
+        decoded = out[OUTPUT_NAME] if OUTPUT_NAME in out else next(iter(out.values()))
+        if decoded.ndim == 3 and decoded.shape[2] == 6 and decoded.shape[1] != 6:  # (1, k, 6): already selected
+            layout = HeadLayout.SELECTED
+        if layout is HeadLayout.SELECTED:
+            if not dataset.names:
+                raise EdgeqError(f"'{path.name}' outputs selected detections, which do not tell the class count",
+                                 "pass --data with a data.yaml that names the classes")
+            nc = len(dataset.names)
+        else:
+            nc = decoded.shape[1] - 4
         if dataset.names and len(dataset.names) != nc:
             raise EdgeqError(f"'{path.name}' predicts {nc} classes but the dataset has {len(dataset.names)}",
                              "evaluate with the dataset the model was trained on")
         head = HeadSpec(nc=nc, reg_max=16, strides=(8, 16, 32), imgsz=imgsz, names=dataset.names or
                         tuple(str(i) for i in range(nc)))
-    return runner, head
+    return runner, head, layout

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
     export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default: the size the "
                         "checkpoint was trained at, else 640)")
+    export.add_argument("--head-branch", choices=["one2one", "one2many"], help="where the head has both "
+                        "(YOLO26, YOLOv10): one2one is NMS-free (the default), one2many runs NMS on the host")
     export.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<target>)")
     export.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
     export.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
@@ -80,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--imgsz", type=int, help="input size (default: read from the artifact, else 640)")
     evaluate.add_argument("--split", default="val")
     evaluate.add_argument("--val-images", type=int, default=300)
-    evaluate.add_argument("--layout", choices=["pixel", "normalized", "detached"], default="pixel",
-                          help="what the outputs hold: decoded boxes in pixels (yolo export), normalized, or "
-                               "raw per-scale logits (needs --head-json)")
+    evaluate.add_argument("--layout", choices=["pixel", "normalized", "detached", "selected"], default="pixel",
+                          help="what the outputs hold: decoded boxes in pixels (yolo export), normalized, raw "
+                               "per-scale logits (needs --head-json), or detections already selected (1, k, 6) "
+                               "(yolo export nms=False; recognised by its shape)")
     evaluate.add_argument("--head-json", type=Path, help="head parameters shipped beside a detached artifact")
     evaluate.add_argument("--latency-runs", type=int, default=0, help="also time N runs (median)")
     evaluate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
@@ -129,7 +132,8 @@ def _export(args) -> int:
     from edgeq.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
-        "model": args.model, "data": args.data, "imgsz": args.imgsz, "calibration.images": args.calib_images,
+        "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
+        "calibration.images": args.calib_images,
         "evaluation.images": args.val_images, "max_drop": args.max_drop})
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
@@ -153,11 +157,11 @@ def _eval(args) -> int:
 
         data_path = demo.demo_dataset(train=1, val=args.val_images, progress=not args.no_progress)
     dataset = load_dataset(data_path)
-    runner, head = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset,
-                            trust_model=args.trust_model)
+    runner, head, layout = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset,
+                                    trust_model=args.trust_model)
     eval_set = EvalSet(subsample(dataset.images(args.split), args.val_images), head.nc)
     with runner:
-        result = evaluate(runner, HeadLayout(args.layout), head, eval_set, desc=args.artifact.name,
+        result = evaluate(runner, layout, head, eval_set, desc=args.artifact.name,
                           progress=not args.no_progress)
         latency = None
         if args.latency_runs:

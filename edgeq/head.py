@@ -1,10 +1,13 @@
-"""The YOLOv8/YOLO11 decode head, rebuilt as a named ONNX subgraph so targets can quantize, normalize or
-detach it.
+"""The YOLO decode head, described once (`HeadSpec`) and rebuilt as a named ONNX subgraph so targets can
+quantize, normalize or detach it.
 
-The model body ends at the per-scale head convolutions (`box_i`: 4*reg_max DFL logits, `cls_i`: class
-logits). The decode head turns those into one `output0` of shape (1, 4 + nc, anchors): DFL softmax
-expectation, box arithmetic from anchor points and strides, sigmoid scores. Every node it adds is named
-`edgeq_head/...`, which is how quantizers are told to leave it in float.
+The model body ends at the per-scale head convolutions of one branch (`box_i`: 4*reg_max DFL logits, or 4
+distances when reg_max is 1 as in YOLO26; `cls_i`: class logits). The decode head turns those into one
+`output0` of shape (1, 4 + nc, anchors): DFL softmax expectation, box arithmetic from anchor points and
+strides, sigmoid scores. Every node it adds is named `edgeq_head/...`, which is how quantizers are told to
+leave it in float. What follows the decode, per the spec, is either class-aware NMS (one-to-many branch:
+YOLOv8, YOLO11, YOLO12) or Ultralytics' top-k selection without NMS (one-to-one branch: YOLOv10, YOLO26);
+both run on the host (`edgeq.evaluate.decode.select_detections`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ class HeadLayout(str, Enum):
     PIXEL = "pixel"  # output0: xywh in input pixels + sigmoid scores (what a plain export gives)
     NORMALIZED = "normalized"  # output0: xywh in 0..1 of the input size, computed with normalized factors
     DETACHED = "detached"  # box_i / cls_i logits per scale; DFL, sigmoid and box maths run on the host in FP32
+    SELECTED = "selected"  # detections already chosen in the model: (1, max_det, 6) x1 y1 x2 y2 score class,
+    # in input pixels (Ultralytics' end-to-end output: the PyTorch reference of a one-to-one head, `yolo export
+    # nms=False` files)
+
+
+BRANCHES = ("one2many", "one2one")
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,19 @@ class HeadSpec:
     """Everything the host decoder needs; shipped as JSON beside detached artifacts."""
 
     nc: int
-    reg_max: int
+    reg_max: int  # DFL bins per box side; 1: the convs give the 4 distances directly (YOLO26)
     strides: tuple[int, ...]
     imgsz: int
     names: tuple[str, ...]
+    branch: str = "one2many"  # which head convolutions the body ends at (see BRANCHES)
+    end2end: bool = False  # NMS-free: the host keeps Ultralytics' top max_det (anchor, class) pairs, no NMS
+    max_det: int = 300
+    head_class: str = "Detect"  # the Ultralytics head the spec was read from (for the report)
+
+    @property
+    def selection(self) -> str:
+        """How detections are chosen from the decoded predictions, as the report words it."""
+        return f"top-{self.max_det} without NMS" if self.end2end else "class-aware NMS"
 
     @property
     def grids(self) -> list[tuple[int, int]]:
@@ -71,8 +89,9 @@ class HeadSpec:
     @classmethod
     def from_json(cls, path: Path) -> HeadSpec:
         data = json.loads(Path(path).read_text())
+        optional = {k: data[k] for k in ("branch", "end2end", "max_det", "head_class") if k in data}
         return cls(nc=data["nc"], reg_max=data["reg_max"], strides=tuple(data["strides"]), imgsz=data["imgsz"],
-                   names=tuple(data["names"]))
+                   names=tuple(data["names"]), **optional)
 
 
 def build_decode_head(spec: HeadSpec, layout: HeadLayout, opset: int, ir_version: int):
@@ -85,8 +104,8 @@ def build_decode_head(spec: HeadSpec, layout: HeadLayout, opset: int, ir_version
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    if layout is HeadLayout.DETACHED:
-        raise ValueError("a detached head has no ONNX decode graph: the host decodes")
+    if layout in (HeadLayout.DETACHED, HeadLayout.SELECTED):
+        raise ValueError(f"a {layout.value} head has no decode graph of ours")
     nodes, inits = [], []
 
     def const(name: str, value: np.ndarray) -> str:

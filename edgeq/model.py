@@ -16,7 +16,25 @@ from edgeq.errors import EdgeqError
 from edgeq.head import INPUT_NAME, HeadLayout, HeadSpec, attach_head
 
 ONNX_OPSET = 17  # accepted by onnx2tf, OpenVINO, ONNX Runtime and TensorRT 8.6-10.x alike
-_MODEL_FIX = "pass --model PATH to an Ultralytics detection checkpoint (.pt) or model YAML (YOLOv8/YOLO11 Detect head)"
+_MODEL_FIX = ("pass --model PATH to an Ultralytics detection checkpoint (.pt) or model YAML (YOLOv8, YOLO11, YOLO12, "
+              "YOLO26, YOLOv10)")
+
+
+@dataclass(frozen=True)
+class HeadClass:
+    """How edgeq places one Ultralytics head class: the module attributes holding each branch's box and class
+    convolutions. Which branches a given checkpoint has is read from the module; reg_max, strides and nc too."""
+
+    family: str  # for messages
+    branches: dict[str, tuple[str, str]]
+
+
+# The heads edgeq can place, as data. A head class not listed is refused with this list in the message.
+HEAD_CLASSES = {
+    "Detect": HeadClass("YOLOv8 / YOLO11 / YOLO12 / YOLO26", {"one2many": ("cv2", "cv3"),
+                                                               "one2one": ("one2one_cv2", "one2one_cv3")}),
+    "v10Detect": HeadClass("YOLOv10", {"one2many": ("cv2", "cv3"), "one2one": ("one2one_cv2", "one2one_cv3")}),
+}
 _ACTIVATIONS = ("SiLU", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Sigmoid", "GELU", "Mish", "Tanh")
 
 
@@ -45,10 +63,12 @@ class OnnxModels:
 DEFAULT_IMGSZ = 640
 
 
-def load_detector(source: str | Path, imgsz: int | None = None, trust_model: bool = False) -> Detector:
+def load_detector(source: str | Path, imgsz: int | None = None, trust_model: bool = False,
+                  head_branch: str | None = None) -> Detector:
     """Load and validate; every user mistake becomes a one-line EdgeqError. `source` is a path or a bare name as
     Ultralytics takes it (`yolo11n.yaml` -> its packaged config). Without `imgsz`, the size the checkpoint was
-    trained at (else 640). Checkpoints load weights-only unless `trust_model`."""
+    trained at (else 640). Checkpoints load weights-only unless `trust_model`. `head_branch` picks one2one or
+    one2many where the head has both (default: one2one, the NMS-free branch end-to-end heads are built to ship)."""
     if imgsz is not None:
         _check_imgsz(imgsz)
     path = Path(source)
@@ -71,8 +91,7 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
 
         if not isinstance(model, torch.nn.Module):
             raise EdgeqError(f"'{path}' holds no model (keys: {', '.join(map(str, ckpt))[:80]})", _MODEL_FIX)
-        with quiet:
-            model = model.float().fuse(verbose=False) if hasattr(model, "fuse") else model.float()
+        model = model.float()
         trained = True
         if imgsz is None:
             trained_at = (ckpt.get("train_args") or {}).get("imgsz")
@@ -90,11 +109,13 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
         if task != "detect":
             raise EdgeqError(f"'{path}' describes a {task} model; edgeq exports detection models only", _MODEL_FIX)
         with quiet:
-            model = tasks.DetectionModel(cfg, verbose=False).fuse(verbose=False)
+            model = tasks.DetectionModel(cfg, verbose=False)
         trained = False
         imgsz = imgsz or DEFAULT_IMGSZ
-    model = model.eval()
-    head = _detect_head(model, path)
+    head, branch = _detect_head(model, path, head_branch)
+    head.end2end = branch == "one2one"  # Ultralytics' fuse keeps the selected branch and drops the other
+    with quiet:
+        model = (model.fuse(verbose=False) if hasattr(model, "fuse") else model).eval()
     strides = tuple(int(s) for s in head.stride.tolist())
     if imgsz % max(strides):
         raise EdgeqError(f"input size {imgsz} is not a multiple of the model's largest stride {max(strides)}",
@@ -103,7 +124,9 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
     names = tuple(names[i] for i in range(head.nc)) if isinstance(names, dict) else tuple(names)
     acts = Counter(type(m).__name__ for _, m in model.model[:-1].named_modules(remove_duplicate=False)
                    if type(m).__name__ in _ACTIVATIONS)  # Conv.default_act is one shared instance
-    spec = HeadSpec(nc=int(head.nc), reg_max=int(head.reg_max), strides=strides, imgsz=imgsz, names=names)
+    spec = HeadSpec(nc=int(head.nc), reg_max=int(head.reg_max), strides=strides, imgsz=imgsz, names=names,
+                    branch=branch, end2end=branch == "one2one", max_det=int(getattr(head, "max_det", 300)),
+                    head_class=type(head).__name__)
     return Detector(source=path, module=model.float().eval(), head=spec, activations=dict(acts), trained=trained)
 
 
@@ -171,17 +194,23 @@ def _check_imgsz(imgsz: int) -> None:
         raise EdgeqError(f"input size {imgsz} is not a positive multiple of 32", f"use --imgsz {suggestion}")
 
 
-def _detect_head(model, path: Path):
+def _detect_head(model, path: Path, requested: str | None):
+    """The head module and the branch to export, or a one-line refusal naming what is supported."""
     head = model.model[-1] if hasattr(model, "model") else None
     kind = type(head).__name__ if head is not None else type(model).__name__
-    if kind != "Detect":
+    if kind not in HEAD_CLASSES:
         task = {"Segment": "segmentation", "Pose": "pose", "OBB": "oriented-box", "Classify": "classification",
-                "v10Detect": "YOLOv10 (NMS-free)"}.get(kind, kind)
-        raise EdgeqError(f"'{path}' is a {task} model (head {kind}), not a YOLO detection model", _MODEL_FIX)
-    if getattr(head, "cv2", None) is None:
-        raise EdgeqError(f"'{path}' has no one-to-many detection branch (fused end-to-end head)",
-                         "export from the unfused training checkpoint")
-    return head
+                "RTDETRDecoder": "RT-DETR"}.get(kind, kind)
+        supported = ", ".join(f"{name} ({c.family})" for name, c in HEAD_CLASSES.items())
+        raise EdgeqError(f"'{path}' is a {task} model (head {kind}), which edgeq cannot place; it exports the "
+                         f"detection heads {supported}", _MODEL_FIX)
+    present = [b for b, (box, cls) in HEAD_CLASSES[kind].branches.items()
+               if getattr(head, box, None) is not None and getattr(head, cls, None) is not None]
+    branch = requested or ("one2one" if "one2one" in present else "one2many")
+    if branch not in present:
+        raise EdgeqError(f"'{path}' has no {branch} branch (its {kind} head has {', '.join(present) or 'none'})",
+                         f"use --head-branch {present[0]}" if present else _MODEL_FIX)
+    return head, branch
 
 
 class _Body:
@@ -205,12 +234,16 @@ class _Body:
                     saved.append(x if layer.i in self.m.save else None)
                 head = layers[-1]
                 feats = [x if j == -1 else saved[j] for j in head.f]
+                box_convs, cls_convs = (getattr(head, name) for name in self.branch)
                 outs = []
                 for i in range(head.nl):
-                    outs += [head.cv2[i](feats[i]), head.cv3[i](feats[i])]
+                    outs += [box_convs[i](feats[i]), cls_convs[i](feats[i])]
                 return tuple(outs)
 
-        return Body(model).eval()
+        body = Body(model)
+        head = model.model[-1]
+        body.branch = HEAD_CLASSES[type(head).__name__].branches["one2one" if head.end2end else "one2many"]
+        return body.eval()
 
 
 def export_onnx(detector: Detector, out_dir: Path) -> OnnxModels:

@@ -125,7 +125,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
 
     recipe, timer = request.recipe, _Timer()
     with timer.stage("load"):  # the model first: a wrong --model fails before any data work
-        detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model)
+        detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model, recipe.head_branch)
     head, imgsz = detector.head, detector.head.imgsz
     model_path = detector.source
     data_path = resolve_data(recipe, request.progress)
@@ -138,7 +138,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
                                  recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
     log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
-    log(f"model {model_path.name}: {head.nc} classes, input {imgsz}, activation {detector.main_activation}"
+    log(f"model {model_path.name}: {head.head_class} head, {head.branch} branch ({head.selection}), {head.nc} classes, "
+        f"input {imgsz}, activation {detector.main_activation}"
         f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
 
     with timer.stage("onnx"):
@@ -164,8 +165,9 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     sample = preprocess(read_image(eval_set.images[0]), imgsz)[0]
     with timer.stage("evaluate"):
         with TorchRunner(detector.module) as runner:
-            ref = evaluate(runner, HeadLayout.PIXEL, head, eval_set, settings, "reference (pytorch)",
-                           request.progress)
+            # an end-to-end head selects its detections inside the PyTorch module (Ultralytics' own top-k)
+            ref_layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
+            ref = evaluate(runner, ref_layout, head, eval_set, settings, "reference (pytorch)", request.progress)
             runtime = runner.runtime
         onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=onnx_models.full,
                              precision="fp32", layout=HeadLayout.PIXEL, status="measured",
@@ -178,7 +180,9 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     report = Report(
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
         model={"source": str(model_path), "imgsz": imgsz, "nc": head.nc, "names": list(head.names),
-               "activations": detector.activations, "trained": detector.trained},
+               "activations": detector.activations, "trained": detector.trained,
+               "head": {"class": head.head_class, "branch": head.branch, "reg_max": head.reg_max,
+                        "selection": head.selection, "nms": not head.end2end}},
         data={"source": str(data_path), "root": str(dataset.root), "labels": asdict(eval_set.label_stats),
               "calib_split": recipe.calibration.split, "calib_images": len(calib_paths),
               "val_split": recipe.evaluation.split, "val_images": len(eval_set)},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +42,7 @@ class Recipe(_Strict):
     model: str | None = None  # None: the embedded demo detector ("demo:relu6": its ReLU6 twin)
     data: str | None = None  # None: the embedded synthetic dataset
     imgsz: int | None = None  # None: the size the checkpoint was trained at, else 640
+    head_branch: Literal["one2one", "one2many"] | None = None  # None: one2one where the head has it (NMS-free)
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)

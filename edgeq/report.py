@@ -63,6 +63,7 @@ class Report:
                  f"`{self.data['calib_split']}`), input {self.model['imgsz']}x{self.model['imgsz']}. "
                  "mAP50-95 and mAP50 in percent (COCO protocol, faster-coco-eval); drop in points against the "
                  "FP32 reference; latency is the median on this machine's CPU where the target runs here.", "",
+                 *self._head_line(),
                  self.table(), "",
                  "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
@@ -74,6 +75,14 @@ class Report:
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
         return "\n".join(parts)
+
+    def _head_line(self) -> list[str]:
+        head = self.model.get("head")
+        if not head:
+            return []
+        nms = "NMS ran on the host" if head["nms"] else "no NMS ran (NMS-free head)"
+        return [f"Head: {head['class']}, {head['branch']} branch, reg_max {head['reg_max']}; detections chosen by "
+                f"{head['selection']} for every artifact ({nms}).", ""]
 
     def plot(self, path: Path) -> None:
         """Left: mAP50-95 per artifact, zoomed to where they differ. Right: the drop in points, the figure that

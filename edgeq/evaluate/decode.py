@@ -1,4 +1,5 @@
-"""Host-side decoding in numpy: the FP32 half of a detached head, and NMS for every layout.
+"""Host-side decoding in numpy: the FP32 half of a detached head, then the head's selection of detections
+(class-aware NMS, or Ultralytics' NMS-free top-k for end-to-end heads) for every layout.
 
 The detached decoder mirrors `edgeq.head.build_decode_head` operation for operation; a test holds the two
 to the same numbers.
@@ -62,6 +63,42 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: i
         iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
         order = rest[iou <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def select_detections(outputs: Mapping[str, np.ndarray], layout: HeadLayout, spec: HeadSpec, conf: float = 0.001,
+                      iou: float = 0.7, max_det: int = 300) -> np.ndarray:
+    """Any artifact's outputs -> (N, 6) detections [x1, y1, x2, y2, score, class] in input pixels, chosen the
+    way the head is meant to be deployed."""
+    if layout is HeadLayout.SELECTED:
+        dets = np.asarray(next(iter(outputs.values())), np.float32).reshape(-1, 6)
+        return dets[dets[:, 4] > conf]
+    pred = to_pixel_predictions(outputs, layout, spec)
+    if spec.end2end:
+        return topk_select(pred, conf, min(max_det, spec.max_det))
+    return postprocess(pred, conf, iou, max_det)
+
+
+def topk_select(pred: np.ndarray, conf: float = 0.001, max_det: int = 300) -> np.ndarray:
+    """Ultralytics' end-to-end selection (Detect.get_topk_index), no NMS: the max_det anchors with the best
+    class score, then the best max_det (anchor, class) pairs among them; then the confidence threshold."""
+    scores = pred[4:]  # (nc, A)
+    nc, anchors = scores.shape
+    k = min(max_det, anchors)
+    best_anchors = _topk(scores.max(0), k)
+    pair_scores = scores[:, best_anchors].T.reshape(-1)  # (k * nc), anchor-major as Ultralytics flattens
+    pairs = _topk(pair_scores, k)
+    anchor, cls = best_anchors[pairs // nc], pairs % nc
+    score = pair_scores[pairs]
+    xywh = pred[:4, anchor].T
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+    dets = np.concatenate([xyxy, score[:, None], cls[:, None].astype(np.float32)], axis=1).astype(np.float32)
+    return dets[score > conf]
+
+
+def _topk(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first (ties: lower index first, as torch.topk on CPU)."""
+    part = np.argpartition(-values, k - 1)[:k] if k < values.size else np.arange(values.size)
+    return part[np.lexsort((part, -values[part]))]
 
 
 def postprocess(pred: np.ndarray, conf: float = 0.001, iou: float = 0.7, max_det: int = 300,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.data import LabelStats, preprocess, read_image, read_labels
-from edgeq.evaluate.decode import postprocess, to_pixel_predictions
+from edgeq.evaluate.decode import select_detections
 from edgeq.evaluate.metrics import CocoAccumulator
 from edgeq.head import HeadLayout, HeadSpec
 from edgeq.progress import bar
@@ -51,8 +51,7 @@ def evaluate(runner: Runner, layout: HeadLayout, head: HeadSpec, data: EvalSet,
     for path, labels in bar(list(zip(data.images, data.labels)), desc=desc, enabled=progress):
         image = read_image(path)
         batch, box = preprocess(image, head.imgsz)
-        pred = to_pixel_predictions(runner.infer(batch), layout, head)
-        dets = postprocess(pred, settings.conf, settings.iou, settings.max_det)
+        dets = select_detections(runner.infer(batch), layout, head, settings.conf, settings.iou, settings.max_det)
         dets[:, :4] = box.to_original(dets[:, :4])
         coco.add(box.shape, labels, dets)
     map50_95, map50 = coco.score()

@@ -28,13 +28,15 @@ HERE = Path(__file__).parent
 
 
 class TensorRTOptions(BackendOptions):
-    calibration_method: Literal["max", "entropy"] = "max"  # ModelOpt's activation calibration
+    # ModelOpt's activation calibration. entropy (TensorRT's own IInt8EntropyCalibrator2 criterion) clips the
+    # rare outliers that max keeps: YOLO26n's GPU Q/DQ graph lost 1.12 mAP50-95 points with max, 0.36 with it.
+    calibration_method: Literal["max", "entropy"] = "entropy"
     unify_scales: bool = True  # one scale across Concat, SPPF pools, residual Add inputs (no reformat layers)
     build_engine: bool = True  # where `tensorrt` imports: build and evaluate the engine (`measured`)
 
 
 class DLAOptions(BackendOptions):
-    calibration_method: Literal["max", "entropy"] = "max"
+    calibration_method: Literal["max", "entropy"] = "entropy"  # as above; YOLO26n on DLA: 1.08 -> 0.28 points
     unify_scales: bool = True  # DLA needs equal Concat input/output scales; pooling keeps its input scale
     detach_head: bool = True  # engine ends at box_i/cls_i; DFL, sigmoid and boxes on the host in FP32
     fp16_last_convs: bool = True  # the Conv producing each box_i/cls_i runs FP16 (layer precisions)

@@ -31,13 +31,26 @@ def test_emulation_quantizes_activations_and_weights():
     x = np.random.default_rng(0).uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
     scales = _amax_scales(model, x)
     emu = emulation_model(model, scales, fp16_layers=())
-    ops = [n.op_type for n in emu.graph.node]
-    assert ops.count("QuantizeLinear") >= 8  # input + every intermediate activation with consumers
+    quantized = {n.input[0] for n in emu.graph.node if n.op_type == "QuantizeLinear"}
+    # the input and every stored activation; not x or sigmoid(x) inside a SiLU, which TensorRT fuses
+    assert quantized == {"images", "a0", "a1", "p0", "r0", "cat"}
     weight_dq = [n for n in emu.graph.node if n.op_type == "DequantizeLinear" and n.name.endswith("_emu_w_DQ")]
     assert len(weight_dq) == 3 and all(a.i == 0 for n in weight_dq for a in n.attribute if a.name == "axis")
     ref, got = _run(model, x), _run(emu, x)
     err = np.abs(got - ref).max() / np.abs(ref).max()
     assert 0 < err < 0.1  # really quantized, still close
+
+
+def test_silu_input_used_elsewhere_is_still_quantized():
+    from onnx import helper
+
+    model = silu_concat_model()
+    model.graph.node.append(helper.make_node("Relu", ["c1"], ["side"], name="side_use"))
+    model.graph.output.append(helper.make_tensor_value_info("side", 1, [1, 8, 16, 16]))
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    emu = emulation_model(model, _amax_scales(model, x), fp16_layers=())
+    quantized = {n.input[0] for n in emu.graph.node if n.op_type == "QuantizeLinear"}
+    assert "c1" in quantized and "s1" not in quantized and "c0" not in quantized
 
 
 def test_fp16_layers_keep_float_weights_and_round_their_output():

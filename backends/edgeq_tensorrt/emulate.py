@@ -119,8 +119,7 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
 
 
 def fused_silu_tensors(index: GraphIndex) -> set[str]:
-    """The tensors x and sigmoid(x) of every `Mul(x, Sigmoid(x))` whose x feeds nothing else: internal to a
-    fused SiLU layer."""
+    """The tensors internal to a fused SiLU `Mul(x, Sigmoid(x))`: sigmoid(x), and x unless another layer reads it."""
     inside: set[str] = set()
     for mul in index.model.graph.node:
         if mul.op_type != "Mul" or len(mul.input) != 2:
@@ -130,6 +129,8 @@ def fused_silu_tensors(index: GraphIndex) -> set[str]:
             producer = index.producer.get(gate)
             if producer is None or index.node(producer).op_type != "Sigmoid" or index.node(producer).input[0] != x:
                 continue
-            if len(index.consumers.get(x, [])) == 2 and len(index.consumers.get(gate, [])) == 1:
-                inside |= {x, gate}
+            if len(index.consumers.get(gate, [])) == 1:  # sigmoid(x) lives only inside the fused pointwise op
+                inside.add(gate)
+            if len(index.consumers.get(x, [])) == 2:  # x is stored only when something else reads it
+                inside.add(x)
     return inside

@@ -106,6 +106,8 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
                              "or yolo26n.yaml") from None
         except Exception as exc:
             raise EdgeqError(f"could not parse model YAML '{path}' ({type(exc).__name__})", _MODEL_FIX) from None
+        if task is None:  # a head Ultralytics' task guess does not know (RT-DETR's decoder, ...)
+            _refuse_head(path, str(cfg.get("head", [[None, None, "?"]])[-1][2]))
         if task != "detect":
             raise EdgeqError(f"'{path}' describes a {task} model; edgeq exports detection models only", _MODEL_FIX)
         with quiet:
@@ -199,11 +201,7 @@ def _detect_head(model, path: Path, requested: str | None):
     head = model.model[-1] if hasattr(model, "model") else None
     kind = type(head).__name__ if head is not None else type(model).__name__
     if kind not in HEAD_CLASSES:
-        task = {"Segment": "segmentation", "Pose": "pose", "OBB": "oriented-box", "Classify": "classification",
-                "RTDETRDecoder": "RT-DETR"}.get(kind, kind)
-        supported = ", ".join(f"{name} ({c.family})" for name, c in HEAD_CLASSES.items())
-        raise EdgeqError(f"'{path}' is a {task} model (head {kind}), which edgeq cannot place; it exports the "
-                         f"detection heads {supported}", _MODEL_FIX)
+        _refuse_head(path, kind)
     present = [b for b, (box, cls) in HEAD_CLASSES[kind].branches.items()
                if getattr(head, box, None) is not None and getattr(head, cls, None) is not None]
     branch = requested or ("one2one" if "one2one" in present else "one2many")
@@ -211,6 +209,14 @@ def _detect_head(model, path: Path, requested: str | None):
         raise EdgeqError(f"'{path}' has no {branch} branch (its {kind} head has {', '.join(present) or 'none'})",
                          f"use --head-branch {present[0]}" if present else _MODEL_FIX)
     return head, branch
+
+
+def _refuse_head(path: Path, kind: str) -> None:
+    task = {"Segment": "segmentation", "Pose": "pose", "OBB": "oriented-box", "Classify": "classification",
+            "RTDETRDecoder": "RT-DETR"}.get(kind, kind)
+    supported = ", ".join(f"{name} ({c.family})" for name, c in HEAD_CLASSES.items())
+    raise EdgeqError(f"'{path}' is a {task} model (head {kind}), which edgeq cannot place; it exports the "
+                     f"detection heads {supported}", _MODEL_FIX)
 
 
 class _Body:

@@ -15,7 +15,8 @@ from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """The logistic function without overflow for large negative logits (INT8 outputs reach -128 * scale)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def decode_detached(outputs: Mapping[str, np.ndarray], spec: HeadSpec) -> np.ndarray:

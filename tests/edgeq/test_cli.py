@@ -30,3 +30,4 @@ def test_help_teaches(cli, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "--max-drop" in text and "--force" in text
+

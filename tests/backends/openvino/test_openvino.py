@@ -79,3 +79,9 @@ def test_export_writes_nothing_outside_output_and_cache(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "home", "out"]
     assert list(home.iterdir()) == []
+
+
+def test_head_branch_the_model_lacks_is_one_line_exit_2(cli, tmp_path):
+    code, out, err = cli("export", "--target", "openvino", "--head-branch", "one2one", "--out", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "has no one2one branch" in err and "--head-branch one2many" in err and not (tmp_path / "o").exists()

@@ -65,3 +65,28 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def topk_selection_onnx():
+    """predictions (1, 6, 64) -> best class score -> TopK 8 -> GatherElements: an end-to-end head exported with
+    its selection inside the graph (as Ultralytics' one-to-one export does), for the targets' rule tables."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([8], np.int64), "k"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(np.array([1, 6, 8], np.int64), "shape6")]
+    nodes = [helper.make_node("ReduceMax", ["pred", "axis1"], ["best"], name="best_score", keepdims=0),
+             helper.make_node("TopK", ["best", "k"], ["top_scores", "top_index"], name="topk", axis=1),
+             helper.make_node("Unsqueeze", ["top_index", "axis1"], ["index3"], name="index_3d"),
+             helper.make_node("Expand", ["index3", "shape6"], ["index6"], name="index_expand"),
+             helper.make_node("GatherElements", ["pred", "index6"], ["picked"], name="gather", axis=2)]
+    graph = helper.make_graph(nodes, "selection", [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, 6, 64])],
+                              [helper.make_tensor_value_info("picked", TensorProto.FLOAT, [1, 6, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return onnx.shape_inference.infer_shapes(model)
+

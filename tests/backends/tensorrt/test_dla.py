@@ -128,3 +128,12 @@ def test_tensorrt_11_0_to_11_3_is_refused_for_dla(version):
 @pytest.mark.parametrize("version", ["10.3.0", "8.6.2", "11.4.0"])
 def test_other_tensorrt_versions_pass(version):
     assert check_tensorrt_for_dla(version) == version
+
+
+def test_selection_inside_the_graph_falls_back_with_the_host_fix(topk_selection_onnx):
+    report = check_onnx(topk_selection_onnx)
+    by_layer = _by_layer(report)
+    for layer in ("topk", "gather"):
+        found = [f for f in by_layer[layer] if f.rule == "dla.topk-selection"]
+        assert found and found[0].severity is Severity.FALLBACK and "host" in found[0].fix
+        assert not [f for f in by_layer[layer] if f.rule == "dla.supported-op"]  # reported once, with its fix

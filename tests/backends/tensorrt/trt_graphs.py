@@ -64,3 +64,4 @@ def rule_breaker():
                               pads=[4, 4, 4, 4])]
     return make_model(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 64, 64])],
                       [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 8, 128, 64])], inits)
+

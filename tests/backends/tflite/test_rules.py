@@ -180,3 +180,15 @@ def test_nxp_source_rule_on_onnx_resize(attrs, flagged) -> None:
     layer = Layer(name="up", op="Resize", attrs=attrs, inputs=(TensorInfo("x", (1, 16, 20, 20)),),
                   outputs=(TensorInfo("y", (1, 16, 40, 40)),))
     assert bool([f for f in table.evaluate([layer]) if f.rule == "nxp.resize-half-pixel"]) is flagged
+
+
+
+@pytest.mark.parametrize("target, flagged", [("edgetpu", {"topk", "gather"}), ("nxp", {"topk"})])
+def test_selection_inside_the_onnx_is_flagged_before_conversion(target, flagged, topk_selection_onnx) -> None:
+    from edgeq_tflite.graph import onnx_layers_with_producers
+
+    table = RuleTable.load(RULES / f"{target}-onnx.yaml")
+    found = [f for f in table.evaluate(onnx_layers_with_producers(topk_selection_onnx))
+             if f.rule == f"{target}.topk-selection"]
+    assert {f.where for f in found} == flagged and all(f.severity is Severity.FALLBACK for f in found)
+    assert all("host" in f.fix for f in found)

@@ -201,7 +201,7 @@ def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: Ev
                           else str(artifact.path),
                           precision=artifact.precision, map50_95=None, map50=None, drop_map50_95=None,
                           size_mb=artifact.size_mb(), latency_ms=None, status=artifact.status,
-                          note=artifact.note, extra=artifact.extra)
+                          note=artifact.note, extra=artifact.extra, layout=artifact.layout.value)
     if artifact.open_runner is None:
         return entry
     with artifact.open_runner() as runner:

@@ -24,6 +24,7 @@ class ArtifactEntry:
     note: str
     runtime: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    layout: str = ""  # what the outputs hold (pixel, normalized, detached, selected): the head treatment
 
 
 @dataclass

@@ -99,7 +99,8 @@ def build_decode_head(spec: HeadSpec, layout: HeadLayout, opset: int, ir_version
 
     `layout=NORMALIZED` multiplies distances and anchor points by stride/imgsz *before* the box arithmetic
     (the "normalized scaling factors" fix), so every intermediate tensor and the output stay in 0..1 and a
-    single per-tensor INT8 scale can hold boxes and scores together.
+    single per-tensor INT8 scale can hold boxes and scores together. Reshapes copy the batch (0) rather than
+    spell it, so runtimes can re-plan the graph for throughput at other batch sizes.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -125,19 +126,19 @@ def build_decode_head(spec: HeadSpec, layout: HeadLayout, opset: int, ir_version
     for i, (h, w) in enumerate(spec.grids):
         inputs.append(helper.make_tensor_value_info(f"box_{i}", TensorProto.FLOAT, [1, 4 * r, h, w]))
         inputs.append(helper.make_tensor_value_info(f"cls_{i}", TensorProto.FLOAT, [1, nc, h, w]))
-        box_flat.append(node("Reshape", [f"box_{i}", const(f"shape_box_{i}", np.array([1, 4 * r, h * w]))],
+        box_flat.append(node("Reshape", [f"box_{i}", const(f"shape_box_{i}", np.array([0, 4 * r, h * w]))],
                              f"box_flat_{i}"))
-        cls_flat.append(node("Reshape", [f"cls_{i}", const(f"shape_cls_{i}", np.array([1, nc, h * w]))],
+        cls_flat.append(node("Reshape", [f"cls_{i}", const(f"shape_cls_{i}", np.array([0, nc, h * w]))],
                              f"cls_flat_{i}"))
     box = node("Concat", box_flat, "box_cat", axis=2)
     scores = node("Sigmoid", [node("Concat", cls_flat, "cls_cat", axis=2)], "scores")
     if r > 1:  # DFL: softmax over the reg_max bins of each side, then the expected bin index
-        dist = node("Reshape", [box, const("shape_dfl", np.array([1, 4, r, n_anchor]))], "dfl_reshape")
+        dist = node("Reshape", [box, const("shape_dfl", np.array([0, 4, r, n_anchor]))], "dfl_reshape")
         dist = node("Transpose", [dist], "dfl_transpose", perm=[0, 2, 1, 3])
         dist = node("Softmax", [dist], "dfl_softmax", axis=1)
         bins = const("dfl_bins", np.arange(r, dtype=np.float32).reshape(1, r, 1, 1))
         dist = node("Conv", [dist, bins], "dfl_conv")
-        dist = node("Reshape", [dist, const("shape_dist", np.array([1, 4, n_anchor]))], "dfl_out")
+        dist = node("Reshape", [dist, const("shape_dist", np.array([0, 4, n_anchor]))], "dfl_out")
     else:
         dist = box
     points = anchors.T[None]  # (1, 2, A) grid units

@@ -273,8 +273,42 @@ def export_onnx(detector: Detector, out_dir: Path) -> OnnxModels:
 
     # onnxslim folds the constant arithmetic the tracer leaves (C2f's chunk becomes a Slice with computed
     # ends), so every tensor gets a static shape that checkers, converters and DLA rules can read.
-    body = onnx.shape_inference.infer_shapes(onnxslim.slim(onnx.load(str(body_path))))
+    body = onnx.shape_inference.infer_shapes(copy_batch_in_reshapes(onnxslim.slim(onnx.load(str(body_path)))))
     onnx.checker.check_model(body)
     onnx.save(body, str(body_path))
     onnx.save(attach_head(body, spec, HeadLayout.PIXEL), str(full_path))
     return OnnxModels(body=body_path, full=full_path)
+
+
+def copy_batch_in_reshapes(model):
+    """Reshape targets that spell the batch as a literal 1 (attention blocks' `view(B, ...)`, traced at batch 1)
+    get 0 there, ONNX's "copy this dimension from the input". Nothing changes at batch 1, but every runtime can
+    then re-plan the graph for another batch (OpenVINO's reshape, LiteRT's resize), which is how edgeq times
+    throughput; a literal 1 would make batch 4 fail or silently fold four images into one."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in (*inferred.graph.input, *inferred.graph.value_info)}
+    inits = {i.name: i for i in model.graph.initializer}
+    copied: dict[str, str] = {}  # original target -> its batch-copying twin (targets are shared between nodes)
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in inits:
+            continue
+        if any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        if not (target.ndim == 1 and target.size and target[0] == 1 and dims.get(node.input[0], [])[:1] == [1]):
+            continue
+        if node.input[1] not in copied:
+            twin = target.copy()
+            twin[0] = 0
+            copied[node.input[1]] = f"{node.input[1]}_copy_batch"
+            model.graph.initializer.append(numpy_helper.from_array(twin, copied[node.input[1]]))
+        node.input[1] = copied[node.input[1]]
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [i for i in model.graph.initializer if i.name in copied and i.name not in used]
+    for init in unused:
+        model.graph.initializer.remove(init)
+    return model

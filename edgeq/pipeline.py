@@ -173,8 +173,9 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
                              precision="fp32", layout=HeadLayout.PIXEL, status="measured",
                              note="FP32 ONNX every target starts from",
                              open_runner=lambda: OnnxRuntimeRunner(onnx_models.full))
-        entries = [_evaluate_artifact(a, head, eval_set, settings, sample, ref.map50_95, recipe, staging,
-                                      request.progress) for a in [onnx_fp32, *artifacts]]
+        entries = [_evaluate_artifact(a, head, eval_set, settings, ref.map50_95, staging, request.progress)
+                   for a in [onnx_fp32, *artifacts]]
+    throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, request.progress)
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     report = Report(
@@ -189,13 +190,13 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
         reference=reference, artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix} for f in findings],
-        timings_s=timer.timings)
+        timings_s=timer.timings, throughput=throughput)
     report.write(staging)
     return report
 
 
-def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, sample,
-                       ref_map: float, recipe: Recipe, staging: Path, progress: bool) -> ArtifactEntry:
+def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, ref_map: float,
+                       staging: Path, progress: bool) -> ArtifactEntry:
     entry = ArtifactEntry(name=artifact.name, target=artifact.target, variant=artifact.variant,
                           path=str(artifact.path.relative_to(staging)) if artifact.path.is_relative_to(staging)
                           else str(artifact.path),
@@ -206,14 +207,31 @@ def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: Ev
         return entry
     with artifact.open_runner() as runner:
         result = evaluate(runner, artifact.layout, head, eval_set, settings, artifact.name, progress)
-        if artifact.measure_latency and recipe.evaluation.latency_runs:
-            entry.latency_ms = round(median_latency_ms(runner, sample, recipe.evaluation.latency_runs,
-                                                       recipe.evaluation.warmup_runs), 3)
         entry.runtime = runner.runtime
     entry.map50_95, entry.map50 = round(result.map50_95, 2), round(result.map50, 2)
     entry.drop_map50_95 = round(ref_map - result.map50_95, 2)
     log(f"{artifact.name}: mAP50-95 {entry.map50_95:.2f} ({artifact.status})")
     return entry
+
+
+def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sample, recipe: Recipe, timer,
+                    progress: bool) -> list[dict]:
+    """Latency (batch 1, the table's column) and throughput at every recipe batch of the artifacts whose timing
+    means something here, all timed interleaved so their ratios survive a busy machine."""
+    from edgeq.evaluate.timing import TimedArtifact, time_interleaved
+
+    timed = [TimedArtifact(a.name, a.open_runner) for a in artifacts if a.measure_latency and a.open_runner]
+    settings = recipe.evaluation
+    if not timed or not settings.latency_runs:
+        return []
+    with timer.stage("timing"):
+        timings = time_interleaved(timed, sample, settings.batches, settings.latency_runs, settings.warmup_runs,
+                                   progress)
+    by_name = {e.name: e for e in entries}
+    for t in timings:
+        if t.batch == 1:
+            by_name[t.artifact].latency_ms = t.median_ms
+    return [{**asdict(t), "images_per_s": t.images_per_s} for t in timings]
 
 
 def max_drop_exceeded(report: Report, max_drop: float) -> list[ArtifactEntry]:

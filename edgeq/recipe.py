@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,8 +32,11 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     conf: float = Field(0.001, gt=0, lt=1)
     iou: float = Field(0.7, gt=0, le=1)
-    latency_runs: int = Field(50, ge=0)
+    latency_runs: int = Field(50, ge=0, description="timed rounds per artifact and batch (0: no timing)")
     warmup_runs: int = Field(5, ge=0)
+    # batch sizes timed for throughput where the target's runtime runs here (timed interleaved); 1 is the
+    # latency column of the report
+    batches: list[Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=lambda: [1, 4, 8], min_length=1)
 
 
 class Recipe(_Strict):

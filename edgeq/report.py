@@ -38,11 +38,15 @@ class Report:
     artifacts: list[ArtifactEntry]
     findings: list[dict[str, str]]
     timings_s: dict[str, float]
+    # per (artifact, batch): median_ms, q1_ms, q3_ms, images_per_s, runtime, note (edgeq.evaluate.timing)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
         (folder / "report.md").write_text(self.markdown())
         self.plot(folder / "report.png")
+        if any(t["median_ms"] for t in self.throughput):
+            self.plot_throughput(folder / "throughput.png")
 
     def table(self) -> str:
         ref = self.reference
@@ -69,6 +73,7 @@ class Report:
                  "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
                  "absent here; the files to build it on the device are in this folder.", ""]
+        parts += self._throughput_section()
         if self.findings:
             parts += ["## Target rule findings", "", "| severity | where | finding | fix |", "|---|---|---|---|"]
             parts += [f"| {f['severity']} | {f['where']} | {f['message']} | {f['fix']} |" for f in self.findings]
@@ -76,6 +81,53 @@ class Report:
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
         return "\n".join(parts)
+
+    def _throughput_section(self) -> list[str]:
+        if not self.throughput:
+            return []
+        lines = ["## Throughput against batch size", "",
+                 "Artifacts whose runtime here is the target's own, timed interleaved (round-robin, same warm-up; "
+                 "median and interquartile range of one call); batch 1 is the latency column above. Static "
+                 "batch: each call runs the whole batch. `throughput.png` plots it.", "",
+                 "| artifact | batch | ms per call (median) | IQR (ms) | images/s | runtime |",
+                 "|---|---:|---:|---:|---:|---|"]
+        for t in self.throughput:
+            if t["median_ms"] is None:
+                lines.append(f"| {t['artifact']} | {t['batch']} | n/a | | | {t['note']} |")
+            else:
+                lines.append(f"| {t['artifact']} | {t['batch']} | {t['median_ms']:.1f} | {t['q1_ms']:.1f}-"
+                             f"{t['q3_ms']:.1f} | {t['images_per_s']:.1f} | {t['runtime']} |")
+        return [*lines, ""]
+
+    def plot_throughput(self, path: Path) -> None:
+        """Images per second against batch size, one line per artifact: where batching pays, and for whom."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for name in dict.fromkeys(t["artifact"] for t in self.throughput):
+            points = [t for t in self.throughput if t["artifact"] == name and t["median_ms"]]
+            if not points:
+                continue
+            batches = [t["batch"] for t in points]
+            rates = [t["images_per_s"] for t in points]
+            # interquartile range of the call time, as a range of images/s
+            low = [r - 1000.0 * t["batch"] / t["q3_ms"] for r, t in zip(rates, points)]
+            high = [1000.0 * t["batch"] / t["q1_ms"] - r for r, t in zip(rates, points)]
+            ax.errorbar(batches, rates, yerr=[low, high], marker="o", capsize=3, label=name)
+        ax.set_xlabel("batch size (static)")
+        ax.set_ylabel("images / s on this machine")
+        ax.set_xticks(sorted({t["batch"] for t in self.throughput}))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}: throughput, timed interleaved",
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
 
     def _head_line(self) -> list[str]:
         head = self.model.get("head")

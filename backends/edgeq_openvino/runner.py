@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from edgeq.runners import Runner
+from edgeq.runners import BatchNotSupported, Runner
 
 
 def import_openvino():
@@ -23,17 +23,31 @@ def import_openvino():
 class OpenVINORunner(Runner):
     def load(self) -> None:
         ov = import_openvino()
-        core = ov.Core()
+        self._compile(ov.Core().read_model(str(self.path)))
+        self.runtime = f"openvino {ov.__version__.split('-')[0]}"
+
+    def resize(self, batch: int) -> None:
+        ov = import_openvino()
+        model = ov.Core().read_model(str(self.path))
+        shape = [batch, *self.input_shape[1:]] if self.input_shape else None
+        try:
+            model.reshape({model.inputs[0]: shape})
+        except (RuntimeError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise BatchNotSupported(f"OpenVINO cannot reshape '{self.path.name}' to batch {batch} ({first})") from None
+        self._compile(model)
+
+    def _compile(self, model) -> None:
+        ov = import_openvino()
         # f32 precision hint: on AMX/AVX512-BF16 CPUs OpenVINO would otherwise run "FP32" models in bf16,
         # and the FP32 figures (and the FP32 head of INT8 models) would not be FP32.
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": os.cpu_count() or 1}
-        self.compiled = core.compile_model(str(self.path), "CPU", config)
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.names = [o.get_any_name() for o in self.compiled.outputs]
         shape = self.compiled.inputs[0].get_partial_shape()
         self.input_shape = tuple(d.get_length() for d in shape) if shape.is_static else None
-        self.runtime = f"openvino {ov.__version__.split('-')[0]}"
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         result = self.request.infer({0: images})

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeq.errors import EdgeqError
 from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
-from edgeq.runners import Runner
+from edgeq.runners import BatchNotSupported, Runner
 
 
 class LiteRTRunner(Runner):
@@ -50,6 +50,24 @@ class LiteRTRunner(Runner):
         n, h, w, c = (int(d) for d in self.input["shape"])
         self.input_shape = (n, c, h, w)  # what infer() takes: NCHW, like every runner
         self.outputs = self._map_outputs(self.interpreter.get_output_details())
+
+    def resize(self, batch: int) -> None:
+        n, h, w, c = (int(d) for d in self.input["shape"])
+        try:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, h, w, c])
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise BatchNotSupported(f"LiteRT cannot run '{self.path.name}' at batch {batch}: a shape inside the "
+                                    f"graph is fixed at batch {n} ({first})") from None
+        wrong = [d["name"] for d in self.interpreter.get_output_details() if int(d["shape"][0]) != batch]
+        if wrong:
+            raise BatchNotSupported(f"LiteRT resized '{self.path.name}' to batch {batch}, but output {wrong[0]} "
+                                    "keeps another batch: a shape inside the graph is fixed")
+        self.input = self.interpreter.get_input_details()[0]
+        self.input_shape = (batch, c, h, w)
+        self.outputs = [(name, next(d for d in self.interpreter.get_output_details() if d["index"] == old["index"]))
+                        for name, old in self.outputs]
 
     # --- output naming -------------------------------------------------------------------------------------
 
@@ -86,11 +104,11 @@ class LiteRTRunner(Runner):
                              "re-export the model: its outputs do not match its head description")
 
     def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
-        spec = self.head
-        shapes = {OUTPUT_NAME: (1, 4 + spec.nc, sum(h * w for h, w in spec.grids))}
+        spec, n = self.head, self.input_shape[0] if self.input_shape else 1
+        shapes = {OUTPUT_NAME: (n, 4 + spec.nc, sum(h * w for h, w in spec.grids))}
         for i, (h, w) in enumerate(spec.grids):
-            shapes[f"box_{i}"] = (1, 4 * spec.reg_max, h, w)
-            shapes[f"cls_{i}"] = (1, spec.nc, h, w)
+            shapes[f"box_{i}"] = (n, 4 * spec.reg_max, h, w)
+            shapes[f"cls_{i}"] = (n, spec.nc, h, w)
         return shapes
 
     def _map_by_shape(self, details: list[dict]) -> list[tuple[str, dict]]:

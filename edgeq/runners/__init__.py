@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 
 
+class BatchNotSupported(Exception):
+    """The artifact cannot run at another batch size here; the message says what fixes its batch."""
+
+
 class Runner(ABC):
     runtime: str = "?"  # shown in reports: "onnxruntime 1.31", "openvino 2026.4", ...
     input_shape: tuple[int, ...] | None = None  # the (1, 3, S, S) batch `infer` expects, known after load()
@@ -25,6 +29,11 @@ class Runner(ABC):
 
     @abstractmethod
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def resize(self, batch: int) -> None:
+        """From now on `infer` takes `batch` images per call (after `load`). A runtime that can re-plan a graph
+        built at batch 1 implements it (OpenVINO, LiteRT); it is how throughput is timed at batch 4 and 8."""
+        raise BatchNotSupported(f"{self.runtime} runs '{self.path.name}' only at the batch it was built for")
 
     def close(self) -> None:
         """Release the runtime's resources (most runtimes need nothing)."""

@@ -95,3 +95,23 @@ def test_detached_decoder_handles_dfl_free_boxes(end2end):
     with OnnxRuntimeRunner(models.body) as body, OnnxRuntimeRunner(models.full) as full:
         np.testing.assert_allclose(decode_detached(body.infer(x), detector.head), full.infer(x)["output0"][0],
                                    atol=1e-3, rtol=1e-4)
+
+
+def test_exported_graphs_run_at_any_batch(end2end):
+    """Reshapes copy the batch instead of spelling 1 (YOLO26's attention), so runtimes can re-plan the graph
+    for throughput; with the batch left free, four images give what each gives alone."""
+    import onnx
+    import onnxruntime as ort
+
+    _, models = end2end
+    for path in (models.body, models.full):
+        model = onnx.load(str(path))
+        for value in (model.graph.input[0], *model.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_param = "N"
+        del model.graph.value_info[:]
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(3).random((4, 3, 320, 320), dtype=np.float32)
+        four, one = session.run(None, {"images": x}), session.run(None, {"images": x[2:3]})
+        for a, b in zip(four, one):
+            assert a.shape[0] == 4
+            np.testing.assert_allclose(a[2:3], b, atol=1e-4)

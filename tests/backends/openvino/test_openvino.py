@@ -30,6 +30,20 @@ def test_report_has_every_variant(demo_export):
     assert report["recipe"]["target"] == "openvino" and "openvino" in report["tools"]
 
 
+def test_throughput_at_batch_1_4_8_for_every_ir(demo_export):
+    out, report = demo_export
+    rows = {(t["artifact"], t["batch"]): t for t in report["throughput"]}
+    for name in ("openvino-fp32", "openvino-int8", "openvino-int8-attached-head"):
+        for batch in (1, 4, 8):
+            row = rows[(name, batch)]
+            assert row["median_ms"] > 0 and row["q1_ms"] <= row["median_ms"] <= row["q3_ms"], row
+            assert row["images_per_s"] == pytest.approx(1000 * batch / row["median_ms"], rel=1e-2)
+    latency = {a["name"]: a["latency_ms"] for a in report["artifacts"]}
+    assert latency["openvino-int8"] == rows[("openvino-int8", 1)]["median_ms"]  # the table's column is batch 1
+    assert "## Throughput against batch size" in (out / "report.md").read_text()
+    assert (out / "throughput.png").stat().st_size > 10_000
+
+
 def test_accuracy_bounds(demo_export):
     _, report = demo_export
     ref = report["reference"]["map50_95"]

@@ -29,3 +29,8 @@ def test_detached_per_channel_within_one_point_of_fp32(small_data, tmp_path) -> 
     assert (out / "tflite-int8-detached-per-channel-head.json").exists()
     assert (out / "tflite-int8-detached-per-channel-ops.md").exists()
     assert not list(tmp_path.glob(".out*"))  # staging moved into place, nothing half-written left
+    throughput = {(t["artifact"], t["batch"]): t for t in report.throughput}
+    for name in ("tflite-int8-detached-per-channel", "tflite-int8-normalized-per-channel"):
+        for batch in (1, 4, 8):  # LiteRT re-plans the batch-1 file (resize_tensor_input), timed interleaved
+            assert throughput[(name, batch)]["median_ms"] > 0, throughput[(name, batch)]
+    assert detached.latency_ms == throughput[("tflite-int8-detached-per-channel", 1)]["median_ms"]

@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--activation", choices=["silu", "relu6"], default="silu")
     parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--calib-images", type=int, default=300)
-    parser.add_argument("--method", choices=["max", "entropy"], default="max", help="activation calibration")
+    parser.add_argument("--method", choices=["max", "entropy"], default="entropy", help="activation calibration")
     parser.add_argument("--out", type=Path, help="keep the exports here (default: a temp folder)")
     args = parser.parse_args()
     if args.val_images < 300:

@@ -52,6 +52,9 @@ class TargetProfile(BaseModel):
     fallback_default: bool  # accept layers that leave the accelerator when the user says nothing
     fallback_to: str = "the host CPU"  # where such layers run, for the refusal's wording
     rules: dict[str, str] = {}  # rule tables by stage ("onnx", "tflite", ...), relative to the family folder
+    # the largest static batch this target's artifacts are built at (None: any), and why, for the refusal
+    max_batch: int | None = None
+    max_batch_why: str = ""
 
 
 def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dict[str, TargetProfile]:
@@ -106,6 +109,7 @@ class Job:
     activations: dict[str, int]  # activation module types of the source model, with counts
     fallback: FallbackPolicy  # core's decision rule; backends hand it the findings they make while building
     progress: bool = True
+    batch: int = 1  # static batch of the deployable artifacts (calibration batches stay at 1)
 
 
 @dataclass

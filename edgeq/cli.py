@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                         "checkpoint was trained at, else 640)")
     export.add_argument("--head-branch", choices=["one2one", "one2many"], help="where the head has both "
                         "(YOLO26, YOLOv10): one2one is NMS-free (the default), one2many runs NMS on the host")
+    export.add_argument("--batch", type=int, help="static batch of the deployable artifacts (default 1); the "
+                        "report times batch 1, 4 and 8 either way where the target's runtime runs here")
     export.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<target>)")
     export.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
     export.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
@@ -132,7 +134,7 @@ def _export(args) -> int:
     from edgeq.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
-        "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
+        "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch, "batch": args.batch,
         "calibration.images": args.calib_images,
         "evaluation.images": args.val_images, "max_drop": args.max_drop})
     out = args.out or Path("edgeq-out") / recipe.target

@@ -91,6 +91,11 @@ def run_export(request: ExportRequest) -> Report:
     recipe, out = request.recipe, request.out.resolve()
     check_output_folder(out, request.force)
     backend = backend_for(recipe.target)
+    profile = backend.profiles[recipe.target]
+    if profile.max_batch is not None and recipe.batch > profile.max_batch:
+        raise EdgeqError(f"target {recipe.target} builds batch {profile.max_batch} only: {profile.max_batch_why}",
+                         "leave --batch out (throughput at batch 4 and 8 is in the report where the runtime runs "
+                         "here), or export for a target that takes it (openvino)")
     backend.ensure_available(recipe.target)
     options_model = backend.options_model(recipe.target)
     try:
@@ -147,7 +152,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
                    fallback_flag=request.fallback_flag, head=head, body_onnx=onnx_models.body,
                    full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
-                   activations=detector.activations, progress=request.progress)
+                   activations=detector.activations, progress=request.progress, batch=recipe.batch)
 
     with timer.stage("check"):
         findings = backend.check(job)
@@ -180,7 +185,7 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     report = Report(
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
-        model={"source": str(model_path), "imgsz": imgsz, "nc": head.nc, "names": list(head.names),
+        model={"source": str(model_path), "imgsz": imgsz, "batch": recipe.batch, "nc": head.nc, "names": list(head.names),
                "activations": detector.activations, "trained": detector.trained,
                "head": {"class": head.head_class, "branch": head.branch, "reg_max": head.reg_max,
                         "selection": head.selection, "nms": not head.end2end}},
@@ -225,8 +230,8 @@ def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sam
     if not timed or not settings.latency_runs:
         return []
     with timer.stage("timing"):
-        timings = time_interleaved(timed, sample, settings.batches, settings.latency_runs, settings.warmup_runs,
-                                   progress)
+        batches = sorted({*settings.batches, recipe.batch})  # the artifacts' own static batch is timed too
+        timings = time_interleaved(timed, sample, batches, settings.latency_runs, settings.warmup_runs, progress)
     by_name = {e.name: e for e in entries}
     for t in timings:
         if t.batch == 1:

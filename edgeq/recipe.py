@@ -46,6 +46,7 @@ class Recipe(_Strict):
     data: str | None = None  # None: the embedded synthetic dataset
     imgsz: int | None = None  # None: the size the checkpoint was trained at, else 640
     head_branch: Literal["one2one", "one2many"] | None = None  # None: one2one where the head has it (NMS-free)
+    batch: int = Field(1, ge=1, le=64, description="static batch of the deployable artifacts")
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)

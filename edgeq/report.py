@@ -65,7 +65,8 @@ class Report:
         parts = [f"# edgeq export: {Path(self.model['source']).name} -> {target}", "",
                  f"{self.data['val_images']} evaluation images from `{self.data['source']}` (split "
                  f"`{self.data['val_split']}`), {self.data['calib_images']} calibration images (split "
-                 f"`{self.data['calib_split']}`), input {self.model['imgsz']}x{self.model['imgsz']}. "
+                 f"`{self.data['calib_split']}`), input {self.model['imgsz']}x{self.model['imgsz']}"
+                 f"{'' if self.model.get('batch', 1) == 1 else ', static batch ' + str(self.model['batch'])}. "
                  "mAP50-95 and mAP50 in percent (COCO protocol, faster-coco-eval); drop in points against the "
                  "FP32 reference; latency is the median on this machine's CPU where the target runs here.", "",
                  *self._head_line(),

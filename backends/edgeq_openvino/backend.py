@@ -52,7 +52,7 @@ class OpenVINOBackend(Backend):
         core = ov.Core()
         fp32 = core.read_model(str(job.full_onnx))
         fp32_path = job.staging / "openvino-fp32" / "model.xml"
-        ov.save_model(fp32, str(fp32_path), compress_to_fp16=False)
+        ov.save_model(_at_batch(fp32, job.batch), str(fp32_path), compress_to_fp16=False)
         artifacts = [self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
         variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
             if opts.detach_head else []
@@ -61,8 +61,8 @@ class OpenVINOBackend(Backend):
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
         for detach, variant, precision, note in variants:
             path = job.staging / f"openvino-{variant}" / "model.xml"
-            ov.save_model(self._quantize(core.read_model(str(job.full_onnx)), job, detach), str(path),
-                          compress_to_fp16=False)
+            quantized = self._quantize(core.read_model(str(job.full_onnx)), job, detach)  # calibrated at batch 1
+            ov.save_model(_at_batch(quantized, job.batch), str(path), compress_to_fp16=False)
             artifacts.append(self._artifact(job, f"openvino-{variant}", variant, path, precision,
                                             f"{note}; {opts.preset} preset"))
         return BuildResult(artifacts)
@@ -91,3 +91,11 @@ class OpenVINOBackend(Backend):
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
         return nncf.quantize(model, nncf.Dataset(list(images)), preset=preset[opts.preset], subset_size=subset,
                              fast_bias_correction=opts.fast_bias_correction, ignored_scope=ignored)
+
+
+def _at_batch(model, batch: int):
+    """The IR with a static batch of `batch` (edgeq's ONNX copies the batch in its Reshapes, so it re-plans)."""
+    if batch != 1:
+        shape = list(model.inputs[0].get_partial_shape().to_shape())
+        model.reshape({model.inputs[0]: [batch, *shape[1:]]})
+    return model

@@ -48,12 +48,18 @@ class EvalSet:
 def evaluate(runner: Runner, layout: HeadLayout, head: HeadSpec, data: EvalSet,
              settings: EvalSettings = EvalSettings(), desc: str = "eval", progress: bool = True) -> EvalResult:
     coco = CocoAccumulator(nc=head.nc)
-    for path, labels in bar(list(zip(data.images, data.labels)), desc=desc, enabled=progress):
-        image = read_image(path)
-        batch, box = preprocess(image, head.imgsz)
-        dets = select_detections(runner.infer(batch), layout, head, settings.conf, settings.iou, settings.max_det)
-        dets[:, :4] = box.to_original(dets[:, :4])
-        coco.add(box.shape, labels, dets)
+    batch = (runner.input_shape or (1,))[0]  # a static batch-N artifact takes N images per call
+    pairs = list(zip(data.images, data.labels))
+    for start in bar(range(0, len(pairs), batch), desc=desc, enabled=progress, total=-(-len(pairs) // batch)):
+        chunk = pairs[start:start + batch]
+        prepared = [preprocess(read_image(path), head.imgsz) for path, _ in chunk]
+        images = np.concatenate([x for x, _ in prepared] + [prepared[-1][0]] * (batch - len(chunk)))  # pad last
+        outputs = runner.infer(images)
+        for i, ((_, labels), (_, box)) in enumerate(zip(chunk, prepared)):
+            one = {name: value[i:i + 1] for name, value in outputs.items()}
+            dets = select_detections(one, layout, head, settings.conf, settings.iou, settings.max_det)
+            dets[:, :4] = box.to_original(dets[:, :4])
+            coco.add(box.shape, labels, dets)
     map50_95, map50 = coco.score()
     return EvalResult(map50_95=map50_95, map50=map50, images=len(data))
 

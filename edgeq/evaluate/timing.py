@@ -57,7 +57,7 @@ def time_interleaved(artifacts: Sequence[TimedArtifact], sample: np.ndarray, bat
                 runner = stack.enter_context(artifact.open_runner())
                 timing.runtime = runner.runtime
                 try:
-                    if batch != 1:
+                    if batch != (runner.input_shape or (1,))[0]:
                         runner.resize(batch)
                 except BatchNotSupported as exc:
                     timing.note = str(exc)

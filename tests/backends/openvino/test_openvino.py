@@ -99,3 +99,24 @@ def test_head_branch_the_model_lacks_is_one_line_exit_2(cli, tmp_path):
     code, out, err = cli("export", "--target", "openvino", "--head-branch", "one2one", "--out", tmp_path / "o")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "has no one2one branch" in err and "--head-branch one2many" in err and not (tmp_path / "o").exists()
+
+
+def test_static_batch_4_irs_score_like_batch_1(small_data, tmp_path):
+    """--batch 4: every IR takes 4 images per call; the evaluator feeds them 4 at a time (padding the last
+    call), and the FP32 IR scores exactly what the batch-1 FP32 ONNX scores on the same images."""
+    from edgeq.cli import main
+    from edgeq_openvino.runner import import_openvino
+
+    out = tmp_path / "b4"
+    code = main(["export", "--target", "openvino", "--batch", "4", "--data", str(small_data), "--out", str(out),
+                 "--calib-images", "20", "--val-images", "30", "--no-progress", "--set", "evaluation.latency_runs=2"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    names = {a["name"]: a for a in report["artifacts"]}
+    assert names["openvino-fp32"]["map50_95"] == names["onnx-fp32"]["map50_95"]
+    assert report["model"]["batch"] == 4 and "static batch 4" in (out / "report.md").read_text()
+    ov = import_openvino()
+    for name in ("openvino-fp32", "openvino-int8"):
+        model = ov.Core().read_model(str(out / names[name]["path"]))
+        assert list(model.inputs[0].get_partial_shape().to_shape()) == [4, 3, 320, 320]
+    assert {t["batch"] for t in report["throughput"] if t["artifact"] == "openvino-int8"} == {1, 4, 8}

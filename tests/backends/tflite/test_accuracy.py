@@ -30,7 +30,9 @@ def test_detached_per_channel_within_one_point_of_fp32(small_data, tmp_path) -> 
     assert (out / "tflite-int8-detached-per-channel-ops.md").exists()
     assert not list(tmp_path.glob(".out*"))  # staging moved into place, nothing half-written left
     throughput = {(t["artifact"], t["batch"]): t for t in report.throughput}
-    for name in ("tflite-int8-detached-per-channel", "tflite-int8-normalized-per-channel"):
-        for batch in (1, 4, 8):  # LiteRT re-plans the batch-1 file (resize_tensor_input), timed interleaved
-            assert throughput[(name, batch)]["median_ms"] > 0, throughput[(name, batch)]
+    for batch in (1, 4, 8):  # LiteRT re-plans the batch-1 body (resize_tensor_input), timed interleaved
+        assert (throughput[("tflite-int8-detached-per-channel", batch)]["median_ms"] or 0) > 0
+    # onnx2tf spells the batch in the head's reshapes: the head-in-graph file runs at batch 1 only, and says so
+    assert throughput[("tflite-int8-normalized-per-channel", 1)]["median_ms"] > 0
+    assert "fixed at batch 1" in throughput[("tflite-int8-normalized-per-channel", 4)]["note"]
     assert detached.latency_ms == throughput[("tflite-int8-detached-per-channel", 1)]["median_ms"]

@@ -43,6 +43,8 @@ def parser(description: str = __doc__, **defaults) -> argparse.ArgumentParser:
     ap.add_argument("--val-images", type=int, default=defaults.get("val_images"),
                     help="from the val split (default: the recipe's 300; all of a smaller split)")
     ap.add_argument("--reference-val-images", type=int, help="val images for edgetpu/nxp (default: --val-images)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for every export, as `edgeq export --set` (e.g. options.heads=detached)")
     ap.add_argument("--out", type=Path, help="keep the exports here (default: a temp folder)")
     return ap
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for model in args.models:
         label = Path(model).stem
         for target in args.targets:
-            sets = ["evaluation.latency_runs=0", f"calibration.images={args.calib_images}"]
+            sets = ["evaluation.latency_runs=0", f"calibration.images={args.calib_images}", *args.sets]
             images = args.reference_val_images if target in REFERENCE_KERNEL_TARGETS else None
             if images or args.val_images:
                 sets.append(f"evaluation.images={images or args.val_images}")

@@ -36,3 +36,24 @@ def test_eval_refuses_class_count_mismatch(cli, tmp_path, small_data, yolo_expor
                      + "\nnames: [a, b]\n")
     code, _, err = cli("eval", yolo_exported_onnx, "--data", other, "--no-progress")
     assert code == 2 and "predicts 6 classes but the dataset has 2" in err
+
+
+def test_eval_yolo26_export_with_selection_inside_agrees_with_pytorch(cli, small_data, tmp_path):
+    """`yolo export nms=False` writes YOLO26's NMS-free branch with its top-k inside: (1, 300, 6) detections
+    already selected, recognised by shape. (Ultralytics 8.4's default, nms=None, exports the one-to-many
+    branch for external NMS instead.)"""
+    from pathlib import Path
+
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    source = Path(__file__).parents[2] / "benchmarks" / "models" / "demo-yolo26n-320.pt"
+    weights = shutil.copy(source, tmp_path / source.name)
+    exported = YOLO(str(weights)).export(format="onnx", imgsz=320, simplify=False, verbose=False, nms=False)
+    code, out_onnx, err = cli("eval", exported, "--data", small_data, "--no-progress")
+    assert code == 0, err
+    code, out_pt, err = cli("eval", weights, "--data", small_data, "--no-progress")
+    assert code == 0, err
+    assert _map(out_pt) > 50 and abs(_map(out_onnx) - _map(out_pt)) <= 0.3

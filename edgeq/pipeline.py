@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from edgeq.backend import Artifact, Backend, backend_for, make_job
 from edgeq.data import ImageBatches, load_dataset, preprocess, read_image, subsample
 from edgeq.errors import AccuracyGateError, EdgeqError, StageError
-from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate, median_latency_ms
+from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.head import HeadLayout
 from edgeq.recipe import Recipe, describe_validation_error
 from edgeq.report import ArtifactEntry, Report

@@ -135,8 +135,8 @@ class Report:
         if not head:
             return []
         nms = "NMS ran on the host" if head["nms"] else "no NMS ran (NMS-free head)"
-        return [f"Head: {head['class']}, {head['branch']} branch, reg_max {head['reg_max']}; detections chosen by "
-                f"{head['selection']} for every artifact ({nms}).", ""]
+        return [(f"Head: {head['class']}, {head['branch']} branch, reg_max {head['reg_max']}; detections chosen by "
+                 f"{head['selection']} for every artifact ({nms})."), ""]
 
     def plot(self, path: Path) -> None:
         """Left: mAP50-95 per artifact, zoomed to where they differ. Right: the drop in points, the figure that

@@ -34,7 +34,7 @@ def test_help_teaches(cli, capsys):
 
 
 def test_batch_on_a_batch_1_target_is_one_line_exit_2_before_any_work(cli, tmp_path):
-    code, out, err = cli("export", "--target", "edgetpu", "--batch", "4", "--out", tmp_path / "o")
+    code, _, err = cli("export", "--target", "edgetpu", "--batch", "4", "--out", tmp_path / "o")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "target edgetpu builds batch 1 only: the Edge TPU compiler" in err and "leave --batch out" in err
     assert not (tmp_path / "o").exists() and not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """Interleaved timing: every (artifact, batch) runner loaded first, then timed in rotating rounds."""
 
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from edgeq.runners import BatchNotSupported, Runner
 class _Recorder(Runner):
     """A runner whose only job is to record when it is called (the timing logic is what is under test)."""
 
-    calls: list[tuple[str, int]] = []
+    calls: ClassVar[list[tuple[str, int]]] = []
 
     def __init__(self, name: str, resizable: bool = True) -> None:
         super().__init__(name)

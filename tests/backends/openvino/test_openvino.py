@@ -96,7 +96,7 @@ def test_export_writes_nothing_outside_output_and_cache(tmp_path):
 
 
 def test_head_branch_the_model_lacks_is_one_line_exit_2(cli, tmp_path):
-    code, out, err = cli("export", "--target", "openvino", "--head-branch", "one2one", "--out", tmp_path / "o")
+    code, _, err = cli("export", "--target", "openvino", "--head-branch", "one2one", "--out", tmp_path / "o")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "has no one2one branch" in err and "--head-branch one2many" in err and not (tmp_path / "o").exists()
 
@@ -104,8 +104,9 @@ def test_head_branch_the_model_lacks_is_one_line_exit_2(cli, tmp_path):
 def test_static_batch_4_irs_score_like_batch_1(small_data, tmp_path):
     """--batch 4: every IR takes 4 images per call; the evaluator feeds them 4 at a time (padding the last
     call), and the FP32 IR scores exactly what the batch-1 FP32 ONNX scores on the same images."""
-    from edgeq.cli import main
     from edgeq_openvino.runner import import_openvino
+
+    from edgeq.cli import main
 
     out = tmp_path / "b4"
     code = main(["export", "--target", "openvino", "--batch", "4", "--data", str(small_data), "--out", str(out),

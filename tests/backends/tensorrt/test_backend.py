@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from edgeq_tensorrt import DLAOptions, TensorRTBackend, TensorRTOptions
+from edgeq_tensorrt import DLAOptions, TensorRTBackend
 from trt_graphs import make_model, rule_breaker
 
 from edgeq.backend import make_job

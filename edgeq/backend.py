@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from edgeq.analyze.scheme import QuantScheme
 from edgeq.errors import EdgeqError, MissingDependencyError
 from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
@@ -55,6 +56,9 @@ class TargetProfile(BaseModel):
     # the largest static batch this target's artifacts are built at (None: any), and why, for the refusal
     max_batch: int | None = None
     max_batch_why: str = ""
+    # the INT8 scheme as data (granularity, symmetry, calibration methods, higher precision); None: the target
+    # offers no analysis, calibration choice or mixed-precision search
+    quantization: QuantScheme | None = None
 
 
 def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dict[str, TargetProfile]:
@@ -110,6 +114,21 @@ class Job:
     fallback: FallbackPolicy  # core's decision rule; backends hand it the findings they make while building
     progress: bool = True
     batch: int = 1  # static batch of the deployable artifacts (calibration batches stay at 1)
+    calibration_method: str = "default"  # a name from edgeq.analyze.scheme.METHODS, or the quantizer's default
+    # layers (ONNX node names of body_onnx/full_onnx) to keep in the target's higher precision
+    keep_float: tuple[str, ...] = ()
+    primary_only: bool = False  # build only the default INT8 artifact (a mixed-precision search step)
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """How one job quantizes, for `edgeq analyze` and the search: the scheme (the profile's, adjusted by options
+    such as OpenVINO's preset), whether the decode head is quantized, and the layers the target already keeps
+    out of INT8 (name -> why, e.g. DLA's FP16 last convolutions)."""
+
+    scheme: QuantScheme
+    head_quantized: bool = False
+    float_layers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,6 +186,11 @@ class Backend(ABC):
     def build(self, job: Job) -> BuildResult:
         """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)
         with the findings made on the way. Findings that must stop the export go through `job.fallback.enforce`."""
+
+    def quant_plan(self, job: Job) -> QuantPlan | None:
+        """How `job` quantizes (None: the profile has no `quantization:` block). Families whose options change the
+        scheme or the head treatment override it."""
+        return QuantPlan(job.profile.quantization) if job.profile.quantization else None
 
     def commands(self) -> list[Command]:
         """Subcommands this family adds to the `edgeq` CLI."""

@@ -37,6 +37,43 @@ TRUST_HELP = ("load a .pt with the full unpickler, which runs any code the file 
               "from a source you trust (default: weights-only, Ultralytics' allow-list)")
 
 
+ANALYZE_EPILOG = """\
+examples:
+  edgeq analyze --target openvino                         the demo detector on OpenVINO's scheme
+  edgeq analyze --target openvino --set options.detach_head=false   the head quantized too: it ranks first
+  edgeq analyze --recipe nxp-imx8mp --model best.pt --data data.yaml --set calibration.method=mse
+
+Each layer is quantized alone (the rest in float) under the target's scheme, emulated in ONNX Runtime, and
+scored against FP32 by MSE, SNR and cosine on calibration images; the top layers also by mAP50-95. Writes
+analysis.md (the ranked table), analysis.json and analysis.png. Results are cached: a second run is fast.
+"""
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
+    """What `export` and `analyze` share: which target, model and data, recipe edits, output and safety flags."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
+    which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
+    parser.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml, or a packaged name such as "
+                        "yolo11n.yaml (default: the demo detector; demo:relu6 is its ReLU6 twin)")
+    parser.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
+    parser.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default: the size the "
+                        "checkpoint was trained at, else 640)")
+    parser.add_argument("--head-branch", choices=["one2one", "one2many"], help="where the head has both "
+                        "(YOLO26, YOLOv10): one2one is NMS-free (the default), one2many runs NMS on the host")
+    parser.add_argument("--out", "-o", type=Path, help=f"output folder ({out_default})")
+    parser.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
+    parser.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
+    parser.add_argument("--keep-float", metavar="NAME,NAME", help="layers (ONNX node names, as `edgeq analyze` "
+                        "lists them) to keep in the target's higher precision")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe key, e.g. --set options.preset=performance or "
+                        "--set calibration.method=auto (repeatable; `edgeq recipes --schema` lists them)")
+    parser.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
+    parser.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeq", description="Export YOLO detectors to edge targets in INT8: check the target's rules, "
@@ -48,33 +85,24 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="check, quantize, emit and evaluate for one target",
                             epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = export.add_mutually_exclusive_group(required=True)
-    which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
-    which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
-    export.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml, or a packaged name such as "
-                        "yolo11n.yaml (default: the demo detector; demo:relu6 is its ReLU6 twin)")
-    export.add_argument("--data", "-d", help="data.yaml or images/+labels/ folder (default: synthetic demo data)")
-    export.add_argument("--imgsz", type=int, help="square input size, multiple of 32 (default: the size the "
-                        "checkpoint was trained at, else 640)")
-    export.add_argument("--head-branch", choices=["one2one", "one2many"], help="where the head has both "
-                        "(YOLO26, YOLOv10): one2one is NMS-free (the default), one2many runs NMS on the host")
+    _add_job_arguments(export, "default: edgeq-out/<target>")
     export.add_argument("--batch", type=int, help="static batch of the deployable artifacts (default 1); the "
                         "report times batch 1, 4 and 8 either way where the target's runtime runs here")
-    export.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<target>)")
-    export.add_argument("--calib-images", type=int, help="calibration images (deterministic subsample)")
-    export.add_argument("--val-images", type=int, help="evaluation images (deterministic subsample)")
-    export.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any recipe key, e.g. --set options.preset=performance (repeatable)")
-    export.add_argument("--max-drop", type=float, help="exit 3 if any INT8 artifact loses more mAP50-95 points")
-    export.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
+    export.add_argument("--max-drop", type=float, help="accuracy budget in mAP50-95 points: an INT8 artifact that "
+                        "loses more starts the mixed-precision search (layers kept in higher precision in "
+                        "sensitivity order); exit 3 if no step is within it")
     fallback = export.add_mutually_exclusive_group()
     fallback.add_argument(ALLOW_FLAG, "--allow-cpu-fallback", dest="allow_fallback", action=_FallbackFlag,
                           const=True, help="accept layers that run off the accelerator (Edge TPU ops on the host "
                           "CPU, DLA layers on the GPU); default: the target's (see ARCHITECTURE.md)")
     fallback.add_argument(REFUSE_FLAG, "--no-gpu-fallback", dest="allow_fallback", action=_FallbackFlag,
                           const=False, help="refuse layers the accelerator cannot run (DLA: a standalone loadable)")
-    export.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
-    export.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    analyze = sub.add_parser("analyze", help="rank layers by quantization sensitivity on one target's scheme",
+                             epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_job_arguments(analyze, "default: edgeq-out/<target>-analysis")
+    analyze.add_argument("--map-layers", type=int, help="top layers also scored by mAP (default 8)")
+    analyze.add_argument("--map-images", type=int, help="evaluation images for those mAP figures (default 50)")
 
     evaluate = sub.add_parser("eval", help="evaluate any artifact (ours or from `yolo export`) on a dataset",
                               epilog="example: edgeq eval yolov8n.onnx --data data.yaml --val-images 500",
@@ -120,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
-        return {"export": _export, "eval": _eval, "targets": _targets, "recipes": _recipes}[args.command](args)
+        return {"export": _export, "analyze": _analyze, "eval": _eval, "targets": _targets,
+                "recipes": _recipes}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
@@ -129,19 +158,45 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _export(args) -> int:
-    from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
+def _job_recipe(args, **extra):
     from edgeq.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
-        "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch, "batch": args.batch,
-        "calibration.images": args.calib_images,
-        "evaluation.images": args.val_images, "max_drop": args.max_drop})
+    keep = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float else None
+    return load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
+        "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
+        "calibration.images": args.calib_images, "evaluation.images": args.val_images, **extra}, lists={
+        "keep_float": keep})
+
+
+def _analyze(args) -> int:
+    from edgeq.analyze.run import AnalyzeRequest, run_analyze
+    from edgeq.intake import IntakeRequest
+
+    recipe = _job_recipe(args, **{"analysis.map_layers": args.map_layers, "analysis.map_images": args.map_images})
+    out = args.out or Path("edgeq-out") / f"{recipe.target}-analysis"
+    report = run_analyze(AnalyzeRequest(IntakeRequest(recipe, progress=not args.no_progress,
+                                                      trust_model=args.trust_model), out, args.force))
+    print(report.table(limit=15))
+    print(f"\n{len(report.layers)} layers ranked; written to {out}/ (analysis.md, analysis.json, analysis.png)")
+    return 0
+
+
+def _export(args) -> int:
+    from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
+
+    if args.max_drop is not None and args.max_drop < 0:
+        raise EdgeqError(f"--max-drop {args.max_drop} is negative",
+                         "give the mAP50-95 points the INT8 artifact may lose, e.g. --max-drop 0.5")
+    recipe = _job_recipe(args, batch=args.batch, max_drop=args.max_drop)
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
                                       fallback_flag=getattr(args, "fallback_flag", None),
                                       progress=not args.no_progress, trust_model=args.trust_model))
     print(report.table())
+    if report.search:
+        steps = report.search["steps"]
+        print(f"\nmixed-precision search: {len(steps) - 1} step(s), {report.search['stopped']}"
+              + (f"; chosen {report.search['chosen']}" if report.search["chosen"] else ""))
     print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
     enforce_max_drop(report, recipe.max_drop)
     return 0
@@ -180,14 +235,18 @@ def _eval(args) -> int:
 def _targets(args) -> int:
     from edgeq.backend import BROKEN_PLUGINS, discover
 
-    print("| target | family | accelerator | figures here | fallback by default | ready | description |\n"
-          "|---|---|---|---|---|---|---|")
+    print("| target | family | accelerator | figures here | fallback by default | calibration methods | "
+          "higher precision | ready | description |\n|---|---|---|---|---|---|---|---|---|")
     for target, backend in sorted(discover().items()):
         missing, profile = backend.missing(), backend.profiles[target]
         ready = "yes" if not missing else f"no: {backend.install_hint()} ({', '.join(missing)} missing)"
         fallback = f"yes (to {profile.fallback_to})" if profile.fallback_default else "no"
-        print(f"| {target} | {backend.family} | {profile.accelerator} | {profile.figures} | {fallback} | {ready} | "
-              f"{profile.description} |")
+        scheme = profile.quantization
+        methods = ", ".join(("default", "auto", *scheme.offered())) if scheme else "default"
+        higher = (scheme.higher_precision.precision if scheme.higher_precision else "none (full integer)") \
+            if scheme else "n/a"
+        print(f"| {target} | {backend.family} | {profile.accelerator} | {profile.figures} | {fallback} | {methods} | "
+              f"{higher} | {ready} | {profile.description} |")
     for name, why in BROKEN_PLUGINS.items():
         print(f"| ({name}) | plugin failed to load | | | | no | {why} |")
     return 0

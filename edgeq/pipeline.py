@@ -8,23 +8,23 @@ output folder unless --force was given. Logs of a failed stage are kept in the o
 from __future__ import annotations
 
 import platform
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from edgeq.backend import Artifact, Backend, backend_for, make_job
-from edgeq.data import ImageBatches, load_dataset, preprocess, read_image, subsample
-from edgeq.errors import AccuracyGateError, EdgeqError, StageError
+from edgeq.backend import Artifact, Backend, Job, QuantPlan, backend_for
+from edgeq.data import preprocess, read_image
+from edgeq.errors import AccuracyGateError, EdgeqError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.head import HeadLayout
+from edgeq.progress import StageTimer
 from edgeq.recipe import Recipe, describe_validation_error
 from edgeq.report import ArtifactEntry, Report
-from edgeq.staging import remove_stale, work_folder
+from edgeq.staging import staged_output
 
 _CORE_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "faster-coco-eval")
 
@@ -44,23 +44,6 @@ class ExportRequest:
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
 
 
-@dataclass
-class _Timer:
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def stage(self, name: str):
-        timer = self
-
-        class _Stage:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.timings[name] = round(time.perf_counter() - self.start, 2)
-
-        return _Stage()
-
-
 def check_output_folder(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
@@ -69,22 +52,12 @@ def check_output_folder(out: Path, force: bool) -> None:
                          "choose another --out, or pass --force to replace its contents")
 
 
-def resolve_model(recipe: Recipe) -> str | Path:
-    """The model the user named: a path, a bare Ultralytics name (`yolo11n.yaml`), or `demo[:relu6]`."""
-    from edgeq import demo
-
-    name = recipe.model or "demo"
-    return demo.demo_model(name.partition(":")[2] or "silu") if name.split(":")[0] == "demo" else name
-
-
-def resolve_data(recipe: Recipe, progress: bool = True) -> Path:
-    """The dataset the user named, else the embedded synthetic one (generated once into the cache)."""
-    from edgeq import demo
-
-    if recipe.data:
-        return Path(recipe.data)
-    log("no --data: using the embedded synthetic dataset (generated once into the cache)")
-    return demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
+def validated_options(backend: Backend, recipe: Recipe):
+    options_model = backend.options_model(recipe.target)
+    try:
+        return options_model.model_validate(recipe.options)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, prefix="options.", model=options_model, target=recipe.target) from None
 
 
 def run_export(request: ExportRequest) -> Report:
@@ -97,69 +70,34 @@ def run_export(request: ExportRequest) -> Report:
                          "leave --batch out (throughput at batch 4 and 8 is in the report where the runtime runs "
                          "here), or export for a target that takes it (openvino)")
     backend.ensure_available(recipe.target)
-    options_model = backend.options_model(recipe.target)
-    try:
-        options = options_model.model_validate(recipe.options)
-    except ValidationError as exc:
-        raise describe_validation_error(exc, prefix="options.", model=options_model, target=recipe.target) from None
+    options = validated_options(backend, recipe)
 
-    for stale in remove_stale(out):
-        log(f"removed '{stale}', left by an export that no longer runs")
-    staging_root = work_folder(out)
-    shutil.rmtree(staging_root, ignore_errors=True)
-    staging = staging_root / "artifacts"
-    staging.mkdir(parents=True)
-    try:
-        report = _export(request, backend, options, staging)
-        _promote(staging_root, staging, out)
-        return report
-    except StageError as exc:
-        kept = _keep_logs(staging_root, out)
-        raise (exc.moved_log(str(kept / Path(exc.log_path).name)) if exc.log_path and kept else exc) from None
-    except BaseException:
-        _keep_logs(staging_root, out)
-        raise
-    finally:
-        shutil.rmtree(staging_root, ignore_errors=True)
+    with staged_output(out, log) as staging:
+        return _export(request, backend, options, staging)
 
 
 def _export(request: ExportRequest, backend: Backend, options, staging: Path) -> Report:
-    from edgeq.model import export_onnx, load_detector
+    from edgeq.analyze.calibration import choose_method
+    from edgeq.intake import IntakeRequest, take_in
     from edgeq.runners.onnxruntime import OnnxRuntimeRunner
     from edgeq.runners.torch import TorchRunner
 
-    recipe, timer = request.recipe, _Timer()
-    with timer.stage("load"):  # the model first: a wrong --model fails before any data work
-        detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model, recipe.head_branch)
-    head, imgsz = detector.head, detector.head.imgsz
-    model_path = detector.source
-    data_path = resolve_data(recipe, request.progress)
-    dataset = load_dataset(data_path)
-    if dataset.names and len(dataset.names) != head.nc:
-        raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
-                         "evaluate with the dataset the model was trained on")
-    calib_paths = subsample(dataset.images(recipe.calibration.split), recipe.calibration.images,
-                            recipe.calibration.seed)
-    eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
-                                 recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
-    log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
-    log(f"model {model_path.name}: {head.head_class} head, {head.branch} branch ({head.selection}), {head.nc} classes, "
-        f"input {imgsz}, activation {detector.main_activation}"
-        f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
-
-    with timer.stage("onnx"):
-        onnx_models = export_onnx(detector, staging)
-    job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
-                   fallback_flag=request.fallback_flag, head=head, body_onnx=onnx_models.body,
-                   full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
-                   activations=detector.activations, progress=request.progress, batch=recipe.batch)
+    recipe, timer = request.recipe, StageTimer()
+    intake = take_in(IntakeRequest(recipe, request.allow_fallback, request.fallback_flag, request.progress,
+                                   request.trust_model), backend, options, staging, timer)
+    job, head, eval_set, detector = intake.job, intake.head, intake.eval_set, intake.detector
+    plan = backend.quant_plan(job)
+    analysis = _LazyAnalysis(job, plan, recipe)
 
     with timer.stage("check"):
         findings = backend.check(job)
     for finding in findings:
         log(finding.one_line())
     job.fallback.enforce(findings)
-    log(f"building {recipe.target} artifacts ({len(calib_paths)} calibration images)")
+    calibration = choose_method(job, plan, recipe.calibration.method, analysis.get, log)
+    job = replace(job, calibration_method=calibration.used)
+    log(f"building {recipe.target} artifacts ({len(intake.calib_paths)} calibration images, calibration "
+        f"{calibration.describe()}{', kept float: ' + ', '.join(job.keep_float) if job.keep_float else ''})")
     with timer.stage("build"):
         built = backend.build(job)
     for finding in built.findings:
@@ -167,37 +105,122 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     artifacts, findings = built.artifacts, [*findings, *built.findings]
 
     settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
-    sample = preprocess(read_image(eval_set.images[0]), imgsz)[0]
+    sample = preprocess(read_image(eval_set.images[0]), head.imgsz)[0]
     with timer.stage("evaluate"):
         with TorchRunner(detector.module) as runner:
             # an end-to-end head selects its detections inside the PyTorch module (Ultralytics' own top-k)
             ref_layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
             ref = evaluate(runner, ref_layout, head, eval_set, settings, "reference (pytorch)", request.progress)
             runtime = runner.runtime
-        onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=onnx_models.full,
+        onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=job.full_onnx,
                              precision="fp32", layout=HeadLayout.PIXEL, status="measured",
                              note="FP32 ONNX every target starts from",
-                             open_runner=lambda: OnnxRuntimeRunner(onnx_models.full))
+                             open_runner=lambda: OnnxRuntimeRunner(job.full_onnx))
         entries = [_evaluate_artifact(a, head, eval_set, settings, ref.map50_95, staging, request.progress)
                    for a in [onnx_fp32, *artifacts]]
     throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, request.progress)
+    search = None
+    primary = primary_entry(entries)
+    if recipe.max_drop is not None and recipe.search.enabled and primary and primary.drop_map50_95 > recipe.max_drop:
+        with timer.stage("search"):
+            search = _search(job, backend, plan, analysis, primary, artifacts, entries, ref.map50_95, eval_set,
+                             settings, sample, recipe, staging)
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     report = Report(
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
-        model={"source": str(model_path), "imgsz": imgsz, "batch": recipe.batch, "nc": head.nc, "names": list(head.names),
-               "activations": detector.activations, "trained": detector.trained,
+        model={"source": str(detector.source), "imgsz": head.imgsz, "batch": recipe.batch, "nc": head.nc,
+               "names": list(head.names), "activations": detector.activations, "trained": detector.trained,
                "head": {"class": head.head_class, "branch": head.branch, "reg_max": head.reg_max,
                         "selection": head.selection, "nms": not head.end2end}},
-        data={"source": str(data_path), "root": str(dataset.root), "labels": asdict(eval_set.label_stats),
-              "calib_split": recipe.calibration.split, "calib_images": len(calib_paths),
-              "val_split": recipe.evaluation.split, "val_images": len(eval_set)},
+        data={"source": str(intake.data_path), "root": str(intake.dataset.root),
+              "labels": asdict(eval_set.label_stats), "calib_split": recipe.calibration.split,
+              "calib_images": len(intake.calib_paths), "val_split": recipe.evaluation.split,
+              "val_images": len(eval_set)},
         reference=reference, artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix} for f in findings],
-        timings_s=timer.timings, throughput=throughput)
+        timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
+        keep_float=list(job.keep_float), search=asdict(search) if search else None)
     report.write(staging)
     return report
+
+
+class _LazyAnalysis:
+    """The LayerAnalysis of this export, made on first use (auto calibration, the search)."""
+
+    def __init__(self, job: Job, plan: QuantPlan | None, recipe: Recipe) -> None:
+        self.job, self.plan, self.recipe, self._analysis = job, plan, recipe, None
+
+    def get(self):
+        from edgeq.analyze.analysis import LayerAnalysis
+
+        if self._analysis is None:
+            settings, calib = self.recipe.analysis, self.job.calibration
+            self._analysis = LayerAnalysis(self.job.full_onnx, self.plan.scheme, calib[:settings.range_images],
+                                           calib[:settings.metric_images], self.job.head.imgsz, self.job.progress)
+        return self._analysis
+
+
+def primary_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:
+    """The deployable INT8 artifact the budget applies to: the target's first INT8 artifact with figures (the
+    others are comparisons: OpenVINO's head-quantized variant, TFLite's other head treatments)."""
+    return next((e for e in entries if e.precision.startswith("int8") and e.drop_map50_95 is not None), None)
+
+
+def _search(job: Job, backend: Backend, plan: QuantPlan | None, analysis: _LazyAnalysis, primary: ArtifactEntry,
+            artifacts: list[Artifact], entries: list[ArtifactEntry], ref_map: float, eval_set: EvalSet,
+            settings: EvalSettings, sample, recipe: Recipe, staging: Path):
+    """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
+    from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
+    from edgeq.evaluate.timing import TimedArtifact, time_interleaved
+
+    budget, started = recipe.max_drop, time.perf_counter()
+    start = StepResult(step=0, kept=list(job.keep_float), artifact=primary.name, path=primary.path,
+                       map50_95=primary.map50_95, drop_map50_95=primary.drop_map50_95, latency_ms=primary.latency_ms)
+    if plan is None:
+        return SearchResult(budget=budget, higher_precision="", ranked=[], steps=[start],
+                            stopped=f"target {job.target} describes no quantization scheme: nothing to search")
+    log(f"{primary.name} loses {primary.drop_map50_95:.2f} points, over --max-drop {budget}: ranking layers for "
+        f"the mixed-precision search")
+    from edgeq.analyze.analysis import MapScorer
+
+    layer_analysis = analysis.get()
+    exclude = [*job.keep_float, *plan.float_layers]
+    scorer = MapScorer(EvalSet(eval_set.images[:recipe.analysis.map_images], job.head.nc), job.head, settings)
+    scorer.progress = job.progress
+    scores = layer_analysis.ranked(plan.scheme.emulated_method(job.calibration_method), plan.head_quantized,
+                                   exclude, scorer, recipe.analysis.map_layers)
+    ranked = [s.name for s in scores]
+    fp32 = next((a for a in artifacts if a.precision == "fp32" and a.measure_latency and a.open_runner), None)
+    fp32_latency = next((e.latency_ms for e in entries if fp32 and e.name == fp32.name), None)
+
+    def build_step(step: int, kept: list[str]) -> StepResult:
+        nonlocal fp32_latency
+        folder = staging / "search" / f"step-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        built = backend.build(replace(job, keep_float=tuple(kept), primary_only=True, staging=folder))
+        artifact = next(a for a in built.artifacts if a.precision.startswith("int8") and a.open_runner)
+        artifact.name = f"{artifact.name}-keep{len(kept)}"
+        entry = _evaluate_artifact(artifact, job.head, eval_set, settings, ref_map, staging, job.progress)
+        latency = None
+        if artifact.measure_latency and fp32 is not None and recipe.evaluation.latency_runs:
+            timings = time_interleaved([TimedArtifact(fp32.name, fp32.open_runner),
+                                        TimedArtifact(artifact.name, artifact.open_runner)], sample, [1],
+                                       recipe.evaluation.latency_runs, recipe.evaluation.warmup_runs, job.progress)
+            by_name = {t.artifact: t.median_ms for t in timings}
+            latency = by_name.get(artifact.name)
+            fp32_latency = by_name.get(fp32.name) or fp32_latency  # timed in the same rounds: the fair comparison
+        return StepResult(step=step, kept=kept, artifact=artifact.name, path=entry.path, map50_95=entry.map50_95,
+                          drop_map50_95=entry.drop_map50_95, latency_ms=latency)
+
+    result = run_search(start, ranked, list(job.keep_float), budget, recipe.search.max_layers, plan.scheme,
+                        build_step, lambda: fp32_latency, log)
+    if plan.scheme.higher_precision is None:
+        result.costs = float_layer_costs(layer_analysis.model, ranked[:8], plan.scheme)
+    result.seconds = round(time.perf_counter() - started, 1)
+    log(f"search: {result.stopped}" + (f"; chosen {result.chosen}" if result.chosen else ""))
+    return result
 
 
 def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, ref_map: float,
@@ -239,46 +262,29 @@ def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sam
     return [{**asdict(t), "images_per_s": t.images_per_s} for t in timings]
 
 
-def max_drop_exceeded(report: Report, max_drop: float) -> list[ArtifactEntry]:
-    return [a for a in report.artifacts if a.precision.startswith("int8") and a.drop_map50_95 is not None
-            and a.drop_map50_95 > max_drop]
-
-
 def enforce_max_drop(report: Report, max_drop: float | None) -> None:
+    """Exit 3 unless the deployable INT8 artifact, or a search step, is within --max-drop."""
     if max_drop is None:
         return
-    if failed := max_drop_exceeded(report, max_drop):
-        worst = max(failed, key=lambda a: a.drop_map50_95)
-        raise AccuracyGateError(f"{worst.name} loses {worst.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
-                                f"{max_drop} ({len(failed)} artifact(s) over)",
-                                "keep more layers in float (e.g. the decode head), add calibration images, "
-                                "or raise --max-drop")
-
-
-def _promote(staging_root: Path, staging: Path, out: Path) -> None:
-    logs = [p for p in staging_root.glob("*.log")]
-    if logs:
-        (staging / "logs").mkdir(exist_ok=True)
-        for p in logs:
-            p.rename(staging / "logs" / p.name)
-    if out.exists():  # --force: swap, then delete the old contents
-        old = work_folder(out, "old")
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
-
-
-def _keep_logs(staging_root: Path, out: Path) -> Path | None:
-    logs = list(staging_root.glob("*.log"))
-    if not logs:
-        return None
-    kept = out / "logs"
-    kept.mkdir(parents=True, exist_ok=True)
-    for p in logs:
-        shutil.move(str(p), kept / p.name)
-    return kept
+    primary = primary_entry(report.artifacts)
+    if primary is None or primary.drop_map50_95 <= max_drop:
+        return
+    search = report.search
+    if search and search["chosen"]:
+        return
+    if search and search["steps"][1:]:
+        best = min(search["steps"], key=lambda s: s["drop_map50_95"])
+        raise AccuracyGateError(f"no search step is within --max-drop {max_drop}: the best, {best['artifact']}, "
+                                f"loses {best['drop_map50_95']:.2f} points ({search['stopped']})",
+                                (search["remedy"] or "raise search.max_layers") + "; the steps are in report.md")
+    if search and search["remedy"]:
+        raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
+                                f"{max_drop}, and mixed precision cannot help here ({search['stopped']})",
+                                search["remedy"])
+    raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
+                            f"{max_drop}" + (f" ({search['stopped']})" if search else ""),
+                            "keep more layers in float (--keep-float, `edgeq analyze` ranks them), try "
+                            "calibration.method auto, add calibration images, or raise --max-drop")
 
 
 def _version(dist: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -17,3 +18,22 @@ def bar(items: Iterable[T], desc: str, enabled: bool = True, total: int | None =
 
     yield from tqdm(items, desc=desc, total=total, leave=False, file=sys.stderr, dynamic_ncols=True,
                     disable=None)  # None: off when stderr is not a TTY (CI logs stay clean)
+
+
+class StageTimer:
+    """Wall time per named stage, for the reports' timings line: `with timer.stage("build"): ...`."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.timings[name] = round(time.perf_counter() - self.start, 2)
+
+        return _Stage()

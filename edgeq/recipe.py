@@ -24,6 +24,25 @@ class CalibrationConfig(_Strict):
     images: int = Field(300, ge=1, description="calibration images, subsampled deterministically")
     split: str = "train"
     seed: int = 0
+    # default: the target quantizer's own; auto: each method the target offers, emulated, the lowest output
+    # error wins; or a method by name (`edgeq targets` lists what each target offers)
+    method: Literal["default", "auto", "minmax", "percentile-99.99", "percentile-99.999", "entropy", "mse"] = "default"
+
+
+class AnalysisConfig(_Strict):
+    """`edgeq analyze` and the search's ranking: one layer quantized at a time under the target's scheme."""
+
+    range_images: int = Field(64, ge=1, description="calibration images the activation ranges are taken from")
+    metric_images: int = Field(16, ge=1, description="calibration images the MSE/SNR/cosine are measured on")
+    map_layers: int = Field(8, ge=0, description="top layers (by the cheap metrics) also scored by mAP")
+    map_images: int = Field(50, ge=1, description="evaluation images for those mAP figures")
+
+
+class SearchConfig(_Strict):
+    """The mixed-precision search `--max-drop` runs when the default INT8 artifact is over budget."""
+
+    enabled: bool = True  # off: --max-drop only fails the export, as before
+    max_layers: int = Field(16, ge=1, description="stop when more layers than this would be kept float")
 
 
 class EvaluationConfig(_Strict):
@@ -49,8 +68,12 @@ class Recipe(_Strict):
     batch: int = Field(1, ge=1, le=64, description="static batch of the deployable artifacts")
     calibration: CalibrationConfig = CalibrationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    search: SearchConfig = SearchConfig()
     options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)
-    max_drop: float | None = Field(None, ge=0, description="fail (exit 3) when an INT8 artifact loses more mAP50-95")
+    # the accuracy budget: an INT8 artifact losing more mAP50-95 starts the search (exit 3 if no step is within it)
+    max_drop: float | None = Field(None, ge=0, description="mAP50-95 points the deployable INT8 artifact may lose")
+    keep_float: list[str] = []  # layers (ONNX node names) kept in the target's higher precision
 
 
 def available() -> dict[str, Path]:
@@ -155,14 +178,18 @@ def describe_validation_error(exc: ValidationError, prefix: str = "",
 
 
 def load_recipe(source: str | None, target: str | None = None, overrides: dict[str, Any] | None = None,
-                sets: list[str] | None = None) -> Recipe:
-    """Resolve a recipe (name or path) or a bare target, then CLI overrides and `--set` edits."""
+                sets: list[str] | None = None, lists: dict[str, list[str] | None] | None = None) -> Recipe:
+    """Resolve a recipe (name or path) or a bare target, then CLI overrides (`lists`: list-valued ones, taken
+    as given, not parsed) and `--set` edits."""
     data = _read(source) if source else {}
     if target:
         data["target"] = target
     for key, value in (overrides or {}).items():
         if value is not None:
             apply_sets(data, [f"{key}={value}"]) if "." in key else data.__setitem__(key, value)
+    for key, value in (lists or {}).items():
+        if value is not None:
+            data[key] = value
     apply_sets(data, sets or [])
     if "target" not in data:
         raise EdgeqError("no target given", "pass --target T or --recipe R (see `edgeq targets`, `edgeq recipes`)")

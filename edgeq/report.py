@@ -40,6 +40,9 @@ class Report:
     timings_s: dict[str, float]
     # per (artifact, batch): median_ms, q1_ms, q3_ms, images_per_s, runtime, note (edgeq.evaluate.timing)
     throughput: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)  # edgeq.analyze.calibration.CalibrationChoice
+    keep_float: list[str] = field(default_factory=list)  # layers the user kept out of INT8 (--keep-float)
+    search: dict[str, Any] | None = None  # edgeq.analyze.search.SearchResult, when --max-drop started one
 
     def write(self, folder: Path) -> None:
         (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
@@ -47,6 +50,8 @@ class Report:
         self.plot(folder / "report.png")
         if any(t["median_ms"] for t in self.throughput):
             self.plot_throughput(folder / "throughput.png")
+        if self.search and len(self.search["steps"]) > 1:
+            self.plot_search(folder / "search.png")
 
     def table(self) -> str:
         ref = self.reference
@@ -74,6 +79,8 @@ class Report:
                  "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
                  "absent here; the files to build it on the device are in this folder.", ""]
+        parts += self._calibration_lines()
+        parts += self._search_section()
         parts += self._throughput_section()
         if self.findings:
             parts += ["## Target rule findings", "", "| severity | where | finding | fix |", "|---|---|---|---|"]
@@ -82,6 +89,78 @@ class Report:
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
         return "\n".join(parts)
+
+    def _calibration_lines(self) -> list[str]:
+        c = self.calibration
+        if not c:
+            return []
+        used = f"auto chose **{c['used']}**" if c["requested"] == "auto" else f"**{c['used']}**"
+        lines = [f"Calibration method: {used} ({c['how']}).", ""]
+        if c.get("scores"):
+            lines += ["| method | emulated output SNR (dB) | cosine | MSE |", "|---|---:|---:|---:|"]
+            lines += [f"| {s['method']} | {s['snr_db']:.2f} | {s['cosine']:.5f} | {s['mse']:.3g} |" for s in c["scores"]]
+            lines.append("")
+        if self.keep_float:
+            lines += [f"Kept out of INT8 by --keep-float: {', '.join(f'`{n}`' for n in self.keep_float)}.", ""]
+        return lines
+
+    def _search_section(self) -> list[str]:
+        s = self.search
+        if not s:
+            return []
+        lines = ["## Mixed-precision search", "",
+                 f"Budget: drop <= {s['budget']} points. Higher precision here: {s['higher_precision'] or 'none'}. "
+                 f"Layers kept in sensitivity order (edgeq analyze's ranking on this target's scheme). "
+                 f"Result: {s['stopped']}" + (f"; **chosen: `{s['chosen']}`**." if s["chosen"] else "."), "",
+                 "| step | layers kept | artifact | mAP50-95 | drop | latency | within budget |",
+                 "|---:|---:|---|---:|---:|---:|---|"]
+        for step in s["steps"]:
+            lines.append(f"| {step['step']} | {len(step['kept'])} | {step['path']} | {step['map50_95']:.2f} | "
+                         f"{step['drop_map50_95']:.2f} | {_ms(step['latency_ms'])} | "
+                         f"{'yes' if step['within_budget'] else 'no'} |")
+        last = s["steps"][-1]
+        if last["kept"]:
+            lines += ["", f"Layers kept at step {last['step']}: " + ", ".join(f"`{n}`" for n in last["kept"])]
+        if s["costs"]:
+            lines += ["", "What keeping each of the most sensitive layers in float would cost on this full-integer "
+                      "target:", "", "| layer | ops off the accelerator | why |", "|---|---:|---|"]
+            lines += [f"| `{c['layer']}` | {c['ops_off_accelerator']} | {c['why']} |" for c in s["costs"]]
+        if s["remedy"]:
+            lines += ["", f"Training-side remedy: {s['remedy']}"]
+        lines += ["", f"Search wall time {s['seconds']:.0f} s." if s.get("seconds") else ""]
+        return [*lines, ""]
+
+    def plot_search(self, path: Path) -> None:
+        """mAP50-95 of every search step against its latency (or, where latency is not measured here, against the
+        number of layers kept), with the budget line: where accuracy comes back, and what it costs."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        s = self.search
+        steps = s["steps"]
+        timed = all(step["latency_ms"] is not None for step in steps)
+        xs = [step["latency_ms"] if timed else len(step["kept"]) for step in steps]
+        ys = [step["map50_95"] for step in steps]
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        ax.plot(xs, ys, marker="o", color="#2b6cb0")
+        for step, x, y in zip(steps, xs, ys):
+            ax.annotate(f"{len(step['kept'])} kept", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if step["artifact"] == s["chosen"]:
+                ax.scatter([x], [y], s=140, facecolors="none", edgecolors="#2f855a", linewidths=2, label="chosen")
+        ref = self.reference["map50_95"]
+        ax.axhline(ref, color="black", linestyle="--", linewidth=1, label=f"FP32 {ref:.2f}")
+        ax.axhline(ref - s["budget"], color="#c53030", linestyle=":", linewidth=1, label=f"budget (-{s['budget']})")
+        ax.set_xlabel("latency on this machine (ms, batch 1)" if timed else "layers kept in higher precision")
+        ax.set_ylabel("mAP50-95 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}: mixed-precision search",
+                     fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
 
     def _throughput_section(self) -> list[str]:
         if not self.throughput:

@@ -11,7 +11,11 @@ import glob
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from edgeq.errors import StageError
 
 _OWNER = re.compile(r"\.edgeq-(?:partial|old)-(\d+)$")
 
@@ -44,3 +48,53 @@ def _running(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+@contextmanager
+def staged_output(out: Path, log: Callable[[str], None]) -> Iterator[Path]:
+    """A staging folder for everything `out` will hold: renamed into place (replacing `out`'s old contents) when
+    the block succeeds; on failure only the logs written beside it (`*.log` in its parent) are kept, in
+    `out/logs/`, and a StageError is re-pointed at its kept log."""
+    for stale in remove_stale(out):
+        log(f"removed '{stale}', left by an export that no longer runs")
+    staging_root = work_folder(out)
+    shutil.rmtree(staging_root, ignore_errors=True)
+    staging = staging_root / "artifacts"
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        _promote(staging_root, staging, out)
+    except StageError as exc:
+        kept = _keep_logs(staging_root, out)
+        raise (exc.moved_log(str(kept / Path(exc.log_path).name)) if exc.log_path and kept else exc) from None
+    except BaseException:
+        _keep_logs(staging_root, out)
+        raise
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def _promote(staging_root: Path, staging: Path, out: Path) -> None:
+    logs = [p for p in staging_root.glob("*.log")]
+    if logs:
+        (staging / "logs").mkdir(exist_ok=True)
+        for p in logs:
+            p.rename(staging / "logs" / p.name)
+    if out.exists():  # --force: swap, then delete the old contents
+        old = work_folder(out, "old")
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def _keep_logs(staging_root: Path, out: Path) -> Path | None:
+    logs = list(staging_root.glob("*.log"))
+    if not logs:
+        return None
+    kept = out / "logs"
+    kept.mkdir(parents=True, exist_ok=True)
+    for p in logs:
+        shutil.move(str(p), kept / p.name)
+    return kept

@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--activation", choices=["silu", "relu6"], default="silu")
     parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--calib-images", type=int, default=300)
-    parser.add_argument("--method", choices=["max", "entropy"], default="entropy", help="activation calibration")
+    parser.add_argument("--method", choices=["minmax", "entropy", "percentile-99.99", "percentile-99.999", "mse", "auto"], default="entropy", help="calibration.method")
     parser.add_argument("--out", type=Path, help="keep the exports here (default: a temp folder)")
     args = parser.parse_args()
     if args.val_images < 300:
@@ -40,7 +40,7 @@ def main() -> int:
     for recipe_name in ("jetson-orin-gpu", "jetson-orin-nano-dla"):
         recipe = load_recipe(recipe_name, sets=[f"evaluation.images={args.val_images}",
                                                 f"calibration.images={args.calib_images}", "imgsz=320",
-                                                f"model={model}", f"options.calibration_method={args.method}"])
+                                                f"model={model}", f"calibration.method={args.method}"])
         start = time.perf_counter()
         report = run_export(ExportRequest(recipe=recipe, out=root / recipe.target, force=True, progress=False))
         wall = time.perf_counter() - start

@@ -90,3 +90,12 @@ def topk_selection_onnx():
     onnx.checker.check_model(model)
     return onnx.shape_inference.infer_shapes(model)
 
+
+
+
+@pytest.fixture(scope="session")
+def outlier_pt(tmp_path_factory, demo_pt) -> Path:
+    """The demo detector with one layer that ruins INT8 (planted_models.plant_outlier)."""
+    from planted_models import plant_outlier
+
+    return plant_outlier(demo_pt, tmp_path_factory.mktemp("outlier") / "demo-outlier-320.pt")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, load_profiles
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, QuantPlan, load_profiles
 from edgeq.head import HEAD_PREFIX, HeadLayout
 from edgeq.progress import bar
 from edgeq.rules import Finding, RuleTable
@@ -37,6 +37,14 @@ class OpenVINOBackend(Backend):
     def options_model(self, target: str) -> type[BackendOptions]:
         return OpenVINOOptions
 
+    def quant_plan(self, job: Job) -> QuantPlan:
+        """The profile's scheme, made symmetric by the performance preset; the head is quantized when not detached."""
+        opts: OpenVINOOptions = job.options
+        scheme = job.profile.quantization
+        if opts.preset == "performance":
+            scheme = scheme.model_copy(update={"activations": "symmetric"})
+        return QuantPlan(scheme, head_quantized=not opts.detach_head)
+
     def check(self, job: Job) -> list[Finding]:
         import onnx
 
@@ -50,21 +58,26 @@ class OpenVINOBackend(Backend):
 
         opts: OpenVINOOptions = job.options
         core = ov.Core()
-        fp32 = core.read_model(str(job.full_onnx))
-        fp32_path = job.staging / "openvino-fp32" / "model.xml"
-        ov.save_model(_at_batch(fp32, job.batch), str(fp32_path), compress_to_fp16=False)
-        artifacts = [self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR")]
+        artifacts = []
+        if not job.primary_only:
+            fp32 = core.read_model(str(job.full_onnx))
+            fp32_path = job.staging / "openvino-fp32" / "model.xml"
+            ov.save_model(_at_batch(fp32, job.batch), str(fp32_path), compress_to_fp16=False)
+            artifacts.append(self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR"))
         variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
             if opts.detach_head else []
-        if opts.compare_attached_head or not opts.detach_head:
+        if (opts.compare_attached_head and not job.primary_only) or not opts.detach_head:
             variants.append((False, "int8-attached-head", "int8",
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
+        kept = f"; {len(job.keep_float)} layer(s) kept in FP32" if job.keep_float else ""
         for detach, variant, precision, note in variants:
             path = job.staging / f"openvino-{variant}" / "model.xml"
             quantized = self._quantize(core.read_model(str(job.full_onnx)), job, detach)  # calibrated at batch 1
             ov.save_model(_at_batch(quantized, job.batch), str(path), compress_to_fp16=False)
-            artifacts.append(self._artifact(job, f"openvino-{variant}", variant, path, precision,
-                                            f"{note}; {opts.preset} preset"))
+            artifacts.append(self._artifact(job, f"openvino-{variant}", variant,
+                                            path, precision + ("+fp32" if job.keep_float else ""),
+                                            f"{note}; {opts.preset} preset; calibration {job.calibration_method}"
+                                            f"{kept}"))
         return BuildResult(artifacts)
 
     def runner_for(self, path: Path) -> OpenVINORunner | None:
@@ -87,10 +100,45 @@ class OpenVINOBackend(Backend):
         subset = min(opts.subset_size, len(job.calibration))
         images = bar(job.calibration[:subset], desc=f"calibrate ({'fp32 head' if detach_head else 'all int8'})",
                      enabled=job.progress, total=subset)
-        ignored = nncf.IgnoredScope(patterns=[f"{HEAD_PREFIX}.*"]) if detach_head else None
+        ignored = nncf.IgnoredScope(patterns=[f"{HEAD_PREFIX}.*"] if detach_head else [],
+                                    names=_operations_of(model, job.keep_float))
         preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+        advanced = nncf.AdvancedQuantizationParameters(
+            activations_range_estimator_params=_range_estimator(job.calibration_method))
         return nncf.quantize(model, nncf.Dataset(list(images)), preset=preset[opts.preset], subset_size=subset,
-                             fast_bias_correction=opts.fast_bias_correction, ignored_scope=ignored)
+                             fast_bias_correction=opts.fast_bias_correction, ignored_scope=ignored,
+                             advanced_parameters=advanced)
+
+
+def _operations_of(model, layers: tuple[str, ...]) -> list[str]:
+    """The OpenVINO operations an ONNX node became: its friendly name, and `<name>/...` for the parts it was split
+    into (a Conv with bias is `<name>/WithoutBiases` + an Add named `<name>`); ignoring only the Add would leave
+    the convolution's input quantized."""
+    wanted = set(layers)
+    return [op.get_friendly_name() for op in model.get_ops()
+            if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted]
+
+
+def _range_estimator(method: str):
+    """NNCF's activation range estimator for an edgeq calibration method (profiles.yaml says which are offered)."""
+    from nncf.quantization.range_estimator import (
+        AggregatorType,
+        RangeEstimatorParameters,
+        RangeEstimatorParametersSet,
+        StatisticsCollectorParameters,
+        StatisticsType,
+    )
+
+    if method == "default":
+        return RangeEstimatorParameters()  # empty: NNCF's own per-preset default
+    if method == "minmax":
+        return RangeEstimatorParametersSet.MINMAX
+    if method == "mse":
+        return RangeEstimatorParametersSet.HISTOGRAM
+    outlier = 1.0 - float(method.removeprefix("percentile-")) / 100.0
+    quantile = StatisticsCollectorParameters(statistics_type=StatisticsType.QUANTILE,
+                                             aggregator_type=AggregatorType.MEAN, quantile_outlier_prob=outlier)
+    return RangeEstimatorParameters(min=quantile, max=quantile)
 
 
 def _at_batch(model, batch: int):

@@ -19,7 +19,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Command, Job, TargetProfile, load_profiles
+from edgeq.backend import (
+    Artifact,
+    Backend,
+    BackendOptions,
+    BuildResult,
+    Command,
+    Job,
+    QuantPlan,
+    TargetProfile,
+    load_profiles,
+)
 from edgeq.errors import EdgeqError
 from edgeq.head import HEAD_PREFIX, INPUT_NAME, HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
@@ -28,15 +38,14 @@ HERE = Path(__file__).parent
 
 
 class TensorRTOptions(BackendOptions):
-    # ModelOpt's activation calibration. entropy (TensorRT's own IInt8EntropyCalibrator2 criterion) clips the
-    # rare outliers that max keeps: YOLO26n's GPU Q/DQ graph lost 1.12 mAP50-95 points with max, 0.36 with it.
-    calibration_method: Literal["max", "entropy"] = "entropy"
+    # The activation calibration is the recipe's calibration.method (profiles.yaml lists what is offered). Its
+    # default, ModelOpt's entropy (TensorRT's IInt8EntropyCalibrator2 criterion), clips the rare outliers that
+    # max keeps: YOLO26n's GPU Q/DQ graph lost 1.12 mAP50-95 points with max, 0.36 with entropy; on DLA 1.08 -> 0.28.
     unify_scales: bool = True  # one scale across Concat, SPPF pools, residual Add inputs (no reformat layers)
     build_engine: bool = True  # where `tensorrt` imports: build and evaluate the engine (`measured`)
 
 
 class DLAOptions(BackendOptions):
-    calibration_method: Literal["max", "entropy"] = "entropy"  # as above; YOLO26n on DLA: 1.08 -> 0.28 points
     unify_scales: bool = True  # DLA needs equal Concat input/output scales; pooling keeps its input scale
     detach_head: bool = True  # engine ends at box_i/cls_i; DFL, sigmoid and boxes on the host in FP32
     fp16_last_convs: bool = True  # the Conv producing each box_i/cls_i runs FP16 (layer precisions)
@@ -79,6 +88,18 @@ class TensorRTBackend(Backend):
     def check(self, job: Job) -> list[Finding]:
         return _PIPELINES[job.profile.build]().check(job)
 
+    def quant_plan(self, job: Job) -> QuantPlan:
+        """DLA's FP16 last convolutions are layers it already keeps out of INT8."""
+        float_layers = {}
+        if job.profile.build == "dla-cache":
+            import onnx
+
+            opts: DLAOptions = job.options
+            model = onnx.load(str(job.body_onnx if opts.detach_head else job.full_onnx))
+            float_layers = {n: "FP16 on DLA (options.fp16_last_convs)" for n in last_head_convs(model, job.head.body_outputs)
+                            if opts.fp16_last_convs}
+        return QuantPlan(job.profile.quantization, float_layers=float_layers)
+
     def build(self, job: Job) -> BuildResult:
         work = job.staging / ".tensorrt-work"
         try:
@@ -119,20 +140,21 @@ class GpuQdqPipeline:
         from edgeq_tensorrt.scripts import write_gpu_shell
 
         script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
-        return BuildResult([self._qdq_artifact(job, qdq_path, extra, script),
-                            self._engine_artifact(job, qdq_path, out / "model-int8.engine", extra, script)])
+        artifacts = [self._qdq_artifact(job, qdq_path, extra, script)]
+        if not job.primary_only:
+            artifacts.append(self._engine_artifact(job, qdq_path, out / "model-int8.engine", extra, script))
+        return BuildResult(artifacts)
 
     def _quantize(self, job: Job, work: Path, out: Path) -> tuple[Path, dict]:
         import onnx
 
-        from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
+        from edgeq_tensorrt.ptq import calibrate_qdq
         from edgeq_tensorrt.qdq import count_qdq
         from edgeq_tensorrt.unify import GPU_TIES, unify_scales
 
         opts: TensorRTOptions = job.options
-        raw = modelopt_quantize(job.full_onnx, work / "ptq.onnx", calibration_array(job.calibration), work,
-                                method=opts.calibration_method, log_path=job.staging.parent / "tensorrt-ptq.log")
-        model = onnx.load(str(raw))
+        model, method = calibrate_qdq(job, job.full_onnx, work / "ptq.onnx", work, target_dla=False,
+                                      log_path=job.staging.parent / "tensorrt-ptq.log")
         merged = rescaled = 0
         if opts.unify_scales:
             result = unify_scales(model, GPU_TIES, exclude_prefix=HEAD_PREFIX)
@@ -140,7 +162,8 @@ class GpuQdqPipeline:
         qdq_path = out / "model-int8-qdq.onnx"
         onnx.save(model, str(qdq_path))
         return qdq_path, {"merged_quantizers": merged, "rescaled_quantizers": rescaled,
-                          "qdq_pairs": count_qdq(model), "calibration_method": opts.calibration_method}
+                          "qdq_pairs": count_qdq(model), "calibration_method": method,
+                          "kept_float": list(job.keep_float)}
 
     def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path) -> Artifact:
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner
@@ -148,10 +171,11 @@ class GpuQdqPipeline:
         opts: TensorRTOptions = job.options
         unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if opts.unify_scales \
             else "scales not unified"
+        kept = f", {len(job.keep_float)} layer(s) kept out of INT8" if job.keep_float else ""
         return Artifact(
             name=f"{job.target}-int8-qdq", target=job.target, variant="int8", path=qdq_path,
             precision="int8+fp32-head", layout=HeadLayout.PIXEL, status=job.profile.figures,
-            note=f"ModelOpt PTQ ({opts.calibration_method}), decode head in float, {unified}; "
+            note=f"ModelOpt PTQ ({extra['calibration_method']}), decode head in float{kept}, {unified}; "
                  "Q/DQ graph run in ONNX Runtime",
             open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))
 
@@ -180,6 +204,7 @@ class _DlaCalibration:
     missing: list[str]  # activation tensors without a scale (they run FP16)
     merged_quantizers: int
     config: dict  # the precision config translated from the Q/DQ graph
+    method: str  # how the activation ranges were calibrated, for the report
 
 
 class DlaCachePipeline:
@@ -223,24 +248,22 @@ class DlaCachePipeline:
         layout = HeadLayout.DETACHED if opts.detach_head else HeadLayout.PIXEL
         extra = {"merged_quantizers": calibration.merged_quantizers, "int8_scales": len(calibration.scales),
                  "dla_subgraphs": report.subgraphs, "gpu_fallback_layers": len(report.fallbacks),
-                 "fp16_layers": len(fp16), "calibration_method": opts.calibration_method,
-                 "tensors_without_scale": len(calibration.missing)}
+                 "fp16_layers": len(fp16), "calibration_method": calibration.method,
+                 "tensors_without_scale": len(calibration.missing), "kept_float": list(job.keep_float)}
         artifacts = self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out)
-        artifacts.append(self._engine(job, out, files, fp16, layout, extra))
+        if not job.primary_only:
+            artifacts.append(self._engine(job, out, files, fp16, layout, extra))
         return BuildResult(artifacts)
 
     def _calibrate(self, job: Job, source: Path, model, work: Path) -> _DlaCalibration:
-        import onnx
-
-        from edgeq_tensorrt.ptq import calibration_array, modelopt_quantize
+        from edgeq_tensorrt.ptq import calibrate_qdq
         from edgeq_tensorrt.translate import precision_config, translate_model
         from edgeq_tensorrt.unify import DLA_TIES, unify_scales
 
         opts: DLAOptions = job.options
-        raw = modelopt_quantize(source, work / "ptq-dla.onnx", calibration_array(job.calibration), work,
-                                method=opts.calibration_method, target_dla=True,
-                                log_path=job.staging.parent / "dla-ptq.log")
-        qdq = onnx.load(str(raw))
+        qdq, method = calibrate_qdq(job, source, work / "ptq-dla.onnx", work, target_dla=True,
+                                    log_path=job.staging.parent / "dla-ptq.log")
+        raw = work / "ptq-dla.onnx"
         merged = unify_scales(qdq, DLA_TIES, exclude_prefix=HEAD_PREFIX).merged_quantizers if opts.unify_scales else 0
         translation = translate_model(qdq, raw.name)
         activations = _activation_tensors(model)
@@ -249,7 +272,7 @@ class DlaCachePipeline:
         outputs = {o.name for o in model.graph.output}
         missing = [t for t in activations if t not in scales and t not in outputs and not t.startswith(HEAD_PREFIX)]
         return _DlaCalibration(scales=scales, missing=missing, merged_quantizers=merged,
-                               config=precision_config(translation))
+                               config=precision_config(translation), method=method)
 
     def _emit(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report, out: Path) -> _DlaFiles:
         """model.onnx, model.cache, the precision config, the layer table and the build scripts."""
@@ -294,19 +317,24 @@ class DlaCachePipeline:
         gpu_layers = len(report.fallbacks)
         placement = (f"{len(report.placements) - gpu_layers}/{len(report.placements)} layers on DLA, "
                      f"{report.subgraphs} DLA subgraph(s)")
+        kept = f", {len(job.keep_float)} more layer(s) kept in FP16" if job.keep_float else ""
         variants = []
         if opts.fp16_last_convs:
+            last = len(fp16) - len(head_fp16) - len(job.keep_float)
             variants.append((f"{job.target}-int8-fp16-last-convs", "int8-fp16-last-convs", fp16, "int8+fp16",
-                             f"INT8, last head convs in FP16 ({len(fp16) - len(head_fp16)} layers)"))
-        if opts.compare_all_int8 or not opts.fp16_last_convs:
+                             f"INT8, last head convs in FP16 ({last} layers){kept}"))
+        if not opts.fp16_last_convs:  # the default build is all-INT8 (plus the layers kept)
+            variants.append((f"{job.target}-int8", "int8", fp16, "int8+fp16" if job.keep_float else "int8",
+                             f"all convolutions INT8{kept}"))
+        elif opts.compare_all_int8 and not job.primary_only:
             variants.append((f"{job.target}-int8", "int8", head_fp16, "int8", "all convolutions INT8"))
         artifacts = []
-        for name, variant, fp16_set, precision, what in variants:
+        for index, (name, variant, fp16_set, precision, what) in enumerate(variants):
             emulated = out / "emulation" / f"{name}.onnx"
             emulated.parent.mkdir(exist_ok=True)
             onnx.save(emulation_model(model, calibration.scales, fp16_set, cast_fp16=opts.emulate_fp16),
                       str(emulated))
-            is_default = fp16_set is fp16
+            is_default = index == 0
             artifacts.append(Artifact(
                 name=name, target=job.target, variant=variant, path=files.onnx if is_default else emulated,
                 precision=precision, layout=layout, status=job.profile.figures,
@@ -384,10 +412,13 @@ def last_head_convs(model, outputs: list[str]) -> list[str]:
 
 
 def _fp16_layers(model, job: Job, opts: DLAOptions) -> list[str]:
+    """Layers built in FP16: the last head convs (option), the decode head when it stays in the engine (FP16,
+    never INT8: pixels and scores), and the layers the user or the search keeps out of INT8."""
     layers = last_head_convs(model, job.head.body_outputs) if opts.fp16_last_convs else []
-    if not opts.detach_head:  # the decode head in the engine: FP16, never INT8 (pixels and scores)
+    if not opts.detach_head:
         layers += [n.name for n in model.graph.node if n.name.startswith(HEAD_PREFIX)]
-    return layers
+    present = {n.name for n in model.graph.node}
+    return [*layers, *[n for n in job.keep_float if n in present and n not in layers]]
 
 
 def _activation_tensors(model) -> list[str]:

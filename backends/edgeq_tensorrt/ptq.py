@@ -65,3 +65,54 @@ def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work:
     if not Path(out_path).exists():
         raise StageError("modelopt-ptq", "ModelOpt wrote no model", str(log_path) if log_path else None)
     return Path(out_path)
+
+
+# calibration.method -> ModelOpt's own calibration_method; the others are supplied by edgeq (supply_ranges)
+MODELOPT_METHODS = {"default": "entropy", "minmax": "max", "entropy": "entropy"}
+
+
+def calibrate_qdq(job, source: Path, out_path: Path, work: Path, *, target_dla: bool, log_path: Path):
+    """ModelOpt PTQ of `source` with the job's calibration method and kept-float layers; returns the Q/DQ
+    ModelProto and how its ranges were made. Methods ModelOpt lacks (percentile, MSE) run ModelOpt with max for
+    the placement, then edgeq's ranges replace its activation scales."""
+    import re
+
+    import onnx
+
+    images = calibration_array(job.calibration)
+    native = MODELOPT_METHODS.get(job.calibration_method)
+    # on the GPU a kept layer simply gets no Q/DQ; on DLA it keeps its scales and runs FP16 by layer precision
+    kept = () if target_dla else tuple(re.escape(n) + "$" for n in job.keep_float)
+    raw = modelopt_quantize(source, out_path, images, work, method=native or "max", target_dla=target_dla,
+                            exclude=(f"{HEAD_PREFIX}.*", *kept), log_path=log_path)
+    model = onnx.load(str(raw))
+    if native:
+        return model, f"modelopt {native}"
+    supplied = supply_ranges(model, onnx.load(str(source)), images, job.calibration_method)
+    return model, f"{job.calibration_method} (edgeq ranges on {supplied} tensors, ModelOpt placement)"
+
+
+def supply_ranges(qdq, fp32, images: np.ndarray, method: str) -> int:
+    """Overwrite the scales of `qdq`'s activation QuantizeLinear nodes (and their DequantizeLinear partners) with
+    symmetric INT8 scales from edgeq's `method` ranges, measured on the FP32 model; returns how many tensors."""
+    from onnx import numpy_helper
+
+    from edgeq.analyze.ranges import collect_histograms
+
+    inits = {i.name: i for i in qdq.graph.initializer}
+    known = {i.name for i in fp32.graph.input} | {o for n in fp32.graph.node for o in n.output}
+    quantizers = [n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+                  and n.input[1] in inits and n.input[0] in known]
+    partners = {n.input[0]: n for n in qdq.graph.node if n.op_type == "DequantizeLinear"}
+    hists = collect_histograms(fp32, sorted({q.input[0] for q in quantizers}),
+                               (images[i:i + 1] for i in range(len(images))))
+    for q in quantizers:
+        r = hists[q.input[0]].range(method, symmetric=True)
+        amax = max(abs(r.lo), abs(r.hi), 1e-8)
+        names = {q.input[1]}
+        if q.output[0] in partners:
+            names.add(partners[q.output[0]].input[1])
+        for name in names:
+            old = numpy_helper.to_array(inits[name])
+            inits[name].CopyFrom(numpy_helper.from_array(np.full(old.shape, amax / 127.0, old.dtype), name))
+    return len({q.input[0] for q in quantizers})

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile, load_profiles
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, QuantPlan, TargetProfile, load_profiles
 from edgeq.errors import StageError
 from edgeq.head import HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
@@ -70,6 +70,10 @@ class TFLiteBackend(Backend):
 
         return LiteRTRunner(path) if Path(path).suffix.lower() == ".tflite" else None
 
+    def quant_plan(self, job: Job) -> QuantPlan:
+        """Full integer: the decode head is quantized unless the first (deployable) head treatment detaches it."""
+        return QuantPlan(job.profile.quantization, head_quantized=job.options.heads[0] != "detached")
+
     # --- rules before conversion ----------------------------------------------------------------------------
 
     def check(self, job: Job) -> list[Finding]:
@@ -95,11 +99,13 @@ class TFLiteBackend(Backend):
         try:
             calib = work / "calibration.npy"
             n = write_calibration(job.calibration, _mkdir(calib.parent) / calib.name)
-            log(f"{job.target}: {n} calibration images; heads {', '.join(opts.heads)}; "
-                f"{', '.join(opts.granularity)}; {opts.io_dtype} I/O")
-            for rank, head in enumerate(opts.heads):
+            heads, granularities = (opts.heads[:1], opts.granularity[:1]) if job.primary_only else \
+                (opts.heads, opts.granularity)
+            log(f"{job.target}: {n} calibration images; heads {', '.join(heads)}; "
+                f"{', '.join(granularities)}; {opts.io_dtype} I/O")
+            for rank, head in enumerate(heads):
                 onnx_path = self._onnx_for(job, head, work)
-                files = [(out_dir / f"{_name(job.target, head, g)}.tflite", g) for g in opts.granularity]
+                files = [(out_dir / f"{_name(job.target, head, g)}.tflite", g) for g in granularities]
                 log(f"{job.target}: converting the {head} variant ({onnx_path.name})")
                 conv = run_worker(onnx_path, calib, files, opts.io_dtype, work / head, f"{job.target}-{head}",
                                   job.staging.parent)

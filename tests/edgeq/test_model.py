@@ -49,7 +49,7 @@ def test_demo_checkpoint_loads_at_its_training_size(demo_pt):
 
 def test_demo_shorthand():
     from edgeq.demo import demo_model
-    from edgeq.pipeline import resolve_model
+    from edgeq.intake import resolve_model
     from edgeq.recipe import load_recipe
 
     model = resolve_model(load_recipe(None, target="openvino", overrides={"model": "demo:relu6"}))

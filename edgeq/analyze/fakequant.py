@@ -1,0 +1,188 @@
+"""A target's INT8 scheme emulated in ONNX Runtime: QuantizeLinear/DequantizeLinear on the activation inputs
+of chosen layers, weights rounded to INT8 in place (per-channel or per-tensor, symmetric).
+
+This is what makes a per-layer sweep cheap and target-agnostic: quantizing one layer at a time (the rest in
+float) or every layer but a few is a graph edit on the FP32 ONNX every target starts from. It reproduces the
+scheme (granularity, symmetry, which inputs are quantized, shared ranges on Concat), with activation ranges
+from edgeq's calibrators; it is not bit-exact with any quantizer, which is why the search re-builds the real
+artifact at every step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeq.analyze.ranges import Range
+from edgeq.analyze.scheme import QuantScheme
+from edgeq.head import HEAD_PREFIX
+
+WEIGHTED = ("Conv", "ConvTranspose")
+_FLOAT = ("float32", "float16", None)
+
+
+def session_for(model):
+    """An ONNX Runtime session on an in-memory model, without the optimizations that fold Q/DQ into int8 kernels."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def with_outputs(model, tensors: Iterable[str]):
+    """A copy of `model` that also outputs `tensors` (for collecting their values)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    present = {o.name for o in model.graph.output}
+    for t in tensors:
+        if t not in present:
+            model.graph.output.append(helper.make_empty_tensor_value_info(t))
+    return model
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    op: str
+    activation_inputs: tuple[str, ...]  # float tensors (not constants) that the scheme quantizes for this layer
+    weight: str | None  # the constant weight a weighted op quantizes
+    in_head: bool
+
+
+class QuantGraph:
+    """The FP32 model read once: which inputs each layer quantizes under `scheme`, and the layers it ranks."""
+
+    def __init__(self, model, scheme: QuantScheme) -> None:
+        from edgeq.graph import tensor_infos
+
+        self.model, self.scheme = model, scheme
+        graph = model.graph
+        infos = tensor_infos(model)
+        consts = {i.name for i in graph.initializer}
+        consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        self.consts = consts
+        inside_silu = _fused_silu_tensors(graph) if scheme.fused_silu else set()
+        everything = "*" in scheme.ops
+        self.layers: dict[str, LayerInfo] = {}
+        for i, node in enumerate(graph.node):
+            name = node.name or f"{node.op_type}_{i}"
+            if node.op_type == "Constant" or not (everything or node.op_type in scheme.ops):
+                continue
+            if scheme.fused_silu and node.op_type == "Mul" and _is_silu_mul(node, graph):
+                continue
+            weight = node.input[1] if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in consts \
+                else None
+            acts = tuple(t for k, t in enumerate(node.input)
+                         if t and t not in consts and t not in inside_silu and (k == 0 or node.op_type not in WEIGHTED)
+                         and getattr(infos.get(t), "dtype", None) in _FLOAT)
+            if acts or weight:
+                self.layers[name] = LayerInfo(name, node.op_type, acts, weight, name.startswith(HEAD_PREFIX))
+
+    def candidates(self, head_quantized: bool) -> list[str]:
+        """The layers a sweep ranks: the scheme's candidate ops in the body, and every quantized head layer when
+        the target quantizes the decode head."""
+        return [n for n, info in self.layers.items()
+                if (info.in_head and head_quantized) or (not info.in_head and info.op in self.scheme.candidates)]
+
+    def quantized(self, head_quantized: bool, keep_float: Iterable[str] = ()) -> list[str]:
+        """Every layer the target quantizes, minus `keep_float`."""
+        kept = set(keep_float)
+        return [n for n, info in self.layers.items() if n not in kept and (head_quantized or not info.in_head)]
+
+    def activation_tensors(self) -> list[str]:
+        return sorted({t for info in self.layers.values() for t in info.activation_inputs})
+
+
+def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable[str]):
+    """The FP32 model with `layers` quantized per the scheme: Q/DQ on their activation inputs (one shared range
+    across the inputs of unified ops), weights rounded to INT8."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    scheme = qgraph.scheme
+    model = onnx.ModelProto.FromString(qgraph.model.SerializeToString())
+    graph = model.graph
+    chosen = {n: qgraph.layers[n] for n in layers if n in qgraph.layers}
+    weights = {i.name: i for i in graph.initializer}
+    new_inits, new_nodes = [], []
+    fq_names: dict[tuple[str, float, float], str] = {}
+    qdtype = np.int8 if scheme.symmetric else np.uint8
+
+    def fq(t: str, r: Range) -> str:
+        key = (t, r.lo, r.hi)
+        if key not in fq_names:
+            scale, zero = r.qparams(scheme.symmetric)
+            base = f"{t}_fq{len(fq_names)}"
+            new_inits.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"),
+                              numpy_helper.from_array(np.array(zero, qdtype), f"{base}_zero")])
+            new_nodes.append(helper.make_node("QuantizeLinear", [t, f"{base}_scale", f"{base}_zero"], [f"{base}_q"],
+                                              name=f"{base}_Q"))
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"],
+                                              [base], name=f"{base}_DQ"))
+            fq_names[key] = base
+        return fq_names[key]
+
+    for i, node in enumerate(list(graph.node)):
+        name = node.name or f"{node.op_type}_{i}"
+        info = chosen.get(name)
+        if info is not None:
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            acts = [t for t in info.activation_inputs if t in ranges]
+            if node.op_type in scheme.unified and acts:
+                shared = Range(min(ranges[t].lo for t in acts), max(ranges[t].hi for t in acts))
+                rewired = {t: fq(t, shared) for t in acts}
+            else:
+                rewired = {t: fq(t, ranges[t]) for t in acts}
+            for k, t in enumerate(node.input):
+                if t in rewired:
+                    node.input[k] = rewired[t]
+            if info.weight is not None:
+                w = numpy_helper.to_array(weights[info.weight]).astype(np.float32)
+                qname = f"{info.weight}_fq_{name}"
+                new_inits.append(numpy_helper.from_array(quantize_weight(w, scheme.weights), qname))
+                node.input[1] = qname
+        new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    graph.initializer.extend(new_inits)
+    return model
+
+
+def quantize_weight(w: np.ndarray, granularity: str) -> np.ndarray:
+    """Symmetric INT8 rounding of a conv weight (output channels on axis 0), returned in float."""
+    if granularity == "per-channel":
+        amax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).reshape(-1, *[1] * (w.ndim - 1))
+    else:
+        amax = np.array(np.abs(w).max())
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
+
+
+def _is_silu_mul(node, graph) -> bool:
+    producers = {o: n for n in graph.node for o in n.output}
+    for x, gate in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+        p = producers.get(gate)
+        if p is not None and p.op_type == "Sigmoid" and p.input[0] == x:
+            return True
+    return False
+
+
+def _fused_silu_tensors(graph) -> set[str]:
+    """sigmoid(x) inside every Mul(x, Sigmoid(x)): a target that runs SiLU as one op never stores it in INT8."""
+    producers = {o: n for n in graph.node for o in n.output}
+    inside = set()
+    for node in graph.node:
+        if node.op_type == "Mul" and len(node.input) == 2:
+            for x, gate in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+                p = producers.get(gate)
+                if p is not None and p.op_type == "Sigmoid" and p.input[0] == x:
+                    inside.add(gate)
+    return inside

@@ -1,0 +1,130 @@
+"""Mixed precision under an accuracy budget: keep the most sensitive layers in the target's higher precision, in
+rank order, re-building and re-evaluating the real artifact at each step, until the drop is within budget or a
+stop rule is met (the layer limit, or the latency gain over FP32 gone).
+
+The loop is here; what a step is (build the target's artifact with some layers kept, evaluate it, time it) is a
+callback from the pipeline, so this module knows no backend. Full-integer targets cannot keep float layers on
+the accelerator: for them the search does not build anything; it reports what each float layer would cost and
+names the training-side remedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edgeq.analyze.scheme import QuantScheme
+
+
+@dataclass
+class StepResult:
+    """One search step as measured: the artifact built with `kept` layers in higher precision."""
+
+    step: int
+    kept: list[str]  # the layers kept out of INT8 at this step (the user's --keep-float first)
+    artifact: str
+    path: str
+    map50_95: float
+    drop_map50_95: float
+    latency_ms: float | None = None  # where the target's latency is measured here
+    within_budget: bool = False
+
+
+@dataclass
+class FloatLayerCost:
+    """What keeping one layer float would cost on a full-integer target."""
+
+    layer: str
+    ops_off_accelerator: int
+    why: str
+
+
+@dataclass
+class SearchResult:
+    budget: float
+    higher_precision: str  # "fp32 (NNCF ignored scope)", or "" where the target has none
+    ranked: list[str]  # the sensitivity order the steps followed
+    steps: list[StepResult] = field(default_factory=list)  # step 0: the default artifact
+    chosen: str | None = None  # the first artifact within budget
+    stopped: str = ""  # why the search ended
+    costs: list[FloatLayerCost] = field(default_factory=list)
+    remedy: str = ""  # the training-side fix, where mixed precision cannot reach the budget
+    seconds: float = 0.0
+
+
+def schedule(max_layers: int) -> list[int]:
+    """How many ranked layers each step keeps: 1, 2, 4, ... up to `max_layers` (its own last step)."""
+    counts, k = [], 1
+    while k < max_layers:
+        counts.append(k)
+        k *= 2
+    return [*counts, max_layers]
+
+
+def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], budget: float, max_layers: int,
+               scheme: QuantScheme, build_step: Callable[[int, list[str]], StepResult],
+               fp32_latency_ms: Callable[[], float | None], log: Callable[[str], None]) -> SearchResult:
+    """Steps from `start` (the default artifact) until one is within `budget`; see the module docstring.
+    `fp32_latency_ms()` is the FP32 artifact's latency as last timed beside a step (None: not measured here)."""
+    hp = scheme.higher_precision
+    result = SearchResult(budget=budget, higher_precision=f"{hp.precision} ({hp.how})" if hp else "",
+                          ranked=list(ranked), steps=[start])
+    start.within_budget = start.drop_map50_95 <= budget
+    if start.within_budget:
+        result.chosen, result.stopped = start.artifact, "the default artifact is within budget"
+        return result
+    if hp is None:
+        result.stopped = f"no higher precision on this target: {scheme.no_higher_precision_why}"
+        result.remedy = scheme.training_remedy
+        return result
+    if not ranked:
+        result.stopped = "no layer left to keep in higher precision"
+        return result
+    for count in schedule(min(max_layers, len(ranked))):
+        kept = [*forced, *[n for n in ranked[:count] if n not in forced]]
+        log(f"search step {len(result.steps)}: {count} layer(s) in {hp.precision} ({', '.join(ranked[:count][-3:])}"
+            f"{', ...' if count > 3 else ''})")
+        step = build_step(len(result.steps), kept)
+        step.within_budget = step.drop_map50_95 <= budget
+        result.steps.append(step)
+        log(f"search step {step.step}: {step.artifact} mAP50-95 {step.map50_95:.2f}, drop {step.drop_map50_95:.2f}"
+            f"{'' if step.latency_ms is None else f', {step.latency_ms:.1f} ms'}")
+        if step.within_budget:
+            result.chosen, result.stopped = step.artifact, f"within budget with {count} layer(s) kept"
+            return result
+        fp32 = fp32_latency_ms()
+        if fp32 is not None and step.latency_ms is not None and step.latency_ms >= fp32:
+            result.stopped = f"latency gain gone: {step.latency_ms:.1f} ms with {count} layer(s) kept, FP32 {fp32:.1f} ms"
+            break
+    else:
+        result.stopped = f"layer limit reached ({min(max_layers, len(ranked))} layers kept, search.max_layers)"
+    result.remedy = scheme.training_remedy
+    return result
+
+
+def float_layer_costs(model, layers: Sequence[str], scheme: QuantScheme) -> list[FloatLayerCost]:
+    """For a full-integer target: how many ops leave the accelerator if each layer alone stayed float."""
+    graph = model.graph
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for t in node.input:
+            consumers.setdefault(t, []).append(i)
+    index = {(n.name or f"{n.op_type}_{i}"): i for i, n in enumerate(graph.node)}
+    costs = []
+    for name in layers:
+        if name not in index:
+            continue
+        if scheme.float_layer_cost == "op":
+            costs.append(FloatLayerCost(name, 1, "the op runs on the host CPU, with a dequantize and a quantize "
+                                                  "around it and a partition boundary on each side"))
+            continue
+        seen, todo = {index[name]}, [index[name]]
+        while todo:
+            for t in graph.node[todo.pop()].output:
+                for c in consumers.get(t, []):
+                    if c not in seen:
+                        seen.add(c)
+                        todo.append(c)
+        costs.append(FloatLayerCost(name, len(seen), "the compiler cuts the graph at the first float op: it and "
+                                                      "everything after it run on the host CPU"))
+    return costs

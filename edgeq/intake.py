@@ -1,0 +1,116 @@
+"""What every command that quantizes starts from: the model (first, so a wrong --model fails before any data
+work), the dataset with its calibration and evaluation subsets (labels validated up front), the FP32 ONNX pair,
+and the backend's Job. `edgeq export` and `edgeq analyze` share it, so both see the same images and graph.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgeq.backend import Backend, Job, make_job
+from edgeq.data import ImageBatches, load_dataset, subsample
+from edgeq.errors import EdgeqError
+from edgeq.evaluate.evaluator import EvalSet
+from edgeq.recipe import Recipe
+
+
+def log(message: str) -> None:
+    print(f"edgeq: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    recipe: Recipe
+    allow_fallback: bool | None = None  # None: the target's default
+    fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
+    progress: bool = True
+    trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
+
+
+@dataclass
+class Intake:
+    detector: object  # edgeq.model.Detector
+    data_path: Path
+    dataset: object  # edgeq.data.Dataset
+    calib_paths: list[Path]
+    eval_set: EvalSet
+    job: Job
+
+    @property
+    def head(self):
+        return self.job.head
+
+
+def resolve_model(recipe: Recipe) -> str | Path:
+    """The model the user named: a path, a bare Ultralytics name (`yolo11n.yaml`), or `demo[:relu6]`."""
+    from edgeq import demo
+
+    name = recipe.model or "demo"
+    return demo.demo_model(name.partition(":")[2] or "silu") if name.split(":")[0] == "demo" else name
+
+
+def resolve_data(recipe: Recipe, progress: bool = True) -> Path:
+    """The dataset the user named, else the embedded synthetic one (generated once into the cache)."""
+    from edgeq import demo
+
+    if recipe.data:
+        return Path(recipe.data)
+    log("no --data: using the embedded synthetic dataset (generated once into the cache)")
+    return demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
+
+
+def take_in(request: IntakeRequest, backend: Backend, options, staging: Path, timer) -> Intake:
+    from edgeq.model import export_onnx, load_detector
+
+    recipe = request.recipe
+    with timer.stage("load"):
+        detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model, recipe.head_branch)
+    head, imgsz = detector.head, detector.head.imgsz
+    data_path = resolve_data(recipe, request.progress)
+    dataset = load_dataset(data_path)
+    if dataset.names and len(dataset.names) != head.nc:
+        raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
+                         "evaluate with the dataset the model was trained on")
+    calib_paths = subsample(dataset.images(recipe.calibration.split), recipe.calibration.images,
+                            recipe.calibration.seed)
+    eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
+                                 recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
+    log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
+    log(f"model {detector.source.name}: {head.head_class} head, {head.branch} branch ({head.selection}), "
+        f"{head.nc} classes, input {imgsz}, activation {detector.main_activation}"
+        f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
+    with timer.stage("onnx"):
+        onnx_models = export_onnx(detector, staging)
+    job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
+                   fallback_flag=request.fallback_flag, head=head, body_onnx=onnx_models.body,
+                   full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
+                   activations=detector.activations, progress=request.progress, batch=recipe.batch)
+    job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float, backend)))
+    return Intake(detector=detector, data_path=data_path, dataset=dataset, calib_paths=calib_paths,
+                  eval_set=eval_set, job=job)
+
+
+def check_keep_float(job: Job, names: list[str], backend: Backend) -> list[str]:
+    """`--keep-float` names: layers of the FP32 ONNX, on a target that has a higher precision to keep them in."""
+    if not names:
+        return []
+    import difflib
+
+    import onnx
+
+    plan = backend.quant_plan(job)
+    if plan is None or plan.scheme.higher_precision is None:
+        why = plan.scheme.no_higher_precision_why if plan else "its profile describes no quantization scheme"
+        raise EdgeqError(f"--keep-float: target {job.target} cannot keep layers out of INT8 ({why})",
+                         "drop --keep-float, or export for a target with float layers (openvino, tflite, tensorrt, "
+                         "dla)")
+    known = [n.name for n in onnx.load(str(job.full_onnx)).graph.node if n.name]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            raise EdgeqError(f"--keep-float: no layer named '{name}' in the model",
+                             f"did you mean {', '.join(repr(c) for c in close)}? (`edgeq analyze` lists the layers)"
+                             if close else "`edgeq analyze` lists the layers by name")
+    return list(dict.fromkeys(names))

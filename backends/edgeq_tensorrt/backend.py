@@ -417,8 +417,28 @@ def _fp16_layers(model, job: Job, opts: DLAOptions) -> list[str]:
     layers = last_head_convs(model, job.head.body_outputs) if opts.fp16_last_convs else []
     if not opts.detach_head:
         layers += [n.name for n in model.graph.node if n.name.startswith(HEAD_PREFIX)]
-    present = {n.name for n in model.graph.node}
-    return [*layers, *[n for n in job.keep_float if n in present and n not in layers]]
+    kept = [n for layer in job.keep_float for n in (*_fused_producers(model, layer), layer)]
+    return list(dict.fromkeys([*layers, *kept]))
+
+
+_POINTWISE = ("Sigmoid", "Mul", "Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid")
+
+
+def _fused_producers(model, layer: str) -> list[str]:
+    """The conv (+ fused activation) writing `layer`'s input. An INT8 layer writes INT8, so a layer kept in FP16
+    on DLA reads an FP16 tensor only if the layer that makes it runs FP16 too: keeping a conv means keeping the
+    Conv + SiLU before it as well."""
+    nodes = {n.name: n for n in model.graph.node}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    if layer not in nodes or not nodes[layer].input:
+        return []
+    found, node = [], producers.get(nodes[layer].input[0])
+    while node is not None:
+        found.append(node.name)
+        if node.op_type not in _POINTWISE:
+            break
+        node = producers.get(node.input[0])
+    return found
 
 
 def _activation_tensors(model) -> list[str]:

@@ -88,9 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_job_arguments(export, "default: edgeq-out/<target>")
     export.add_argument("--batch", type=int, help="static batch of the deployable artifacts (default 1); the "
                         "report times batch 1, 4 and 8 either way where the target's runtime runs here")
-    export.add_argument("--max-drop", type=float, help="accuracy budget in mAP50-95 points: an INT8 artifact that "
-                        "loses more starts the mixed-precision search (layers kept in higher precision in "
-                        "sensitivity order); exit 3 if no step is within it")
+    export.add_argument("--max-drop", metavar="POINTS|N%", help="accuracy budget: mAP50-95 points the INT8 artifact "
+                        "may lose, or a share of what default PTQ loses (50%%: win back half); over it, the "
+                        "mixed-precision search keeps the most sensitive layers in higher precision; exit 3 if no "
+                        "step is within it")
     fallback = export.add_mutually_exclusive_group()
     fallback.add_argument(ALLOW_FLAG, "--allow-cpu-fallback", dest="allow_fallback", action=_FallbackFlag,
                           const=True, help="accept layers that run off the accelerator (Edge TPU ops on the host "
@@ -158,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _job_recipe(args, **extra):
+def _job_recipe(args, lists=None, **extra):
     from edgeq.recipe import load_recipe
 
     keep = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float else None
     return load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
         "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
         "calibration.images": args.calib_images, "evaluation.images": args.val_images, **extra}, lists={
-        "keep_float": keep})
+        "keep_float": keep, **(lists or {})})
 
 
 def _analyze(args) -> int:
@@ -184,10 +185,11 @@ def _analyze(args) -> int:
 def _export(args) -> int:
     from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
 
-    if args.max_drop is not None and args.max_drop < 0:
+    if args.max_drop is not None and args.max_drop.strip().startswith("-"):
         raise EdgeqError(f"--max-drop {args.max_drop} is negative",
-                         "give the mAP50-95 points the INT8 artifact may lose, e.g. --max-drop 0.5")
-    recipe = _job_recipe(args, batch=args.batch, max_drop=args.max_drop)
+                         "give the mAP50-95 points the INT8 artifact may lose (--max-drop 0.5) or a share of the "
+                         "default loss (--max-drop 50%)")
+    recipe = _job_recipe(args, batch=args.batch, lists={"max_drop": args.max_drop})
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
                                       fallback_flag=getattr(args, "fallback_flag", None),
@@ -198,7 +200,7 @@ def _export(args) -> int:
         print(f"\nmixed-precision search: {len(steps) - 1} step(s), {report.search['stopped']}"
               + (f"; chosen {report.search['chosen']}" if report.search["chosen"] else ""))
     print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
-    enforce_max_drop(report, recipe.max_drop)
+    enforce_max_drop(report, recipe)
     return 0
 
 

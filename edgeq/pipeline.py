@@ -121,10 +121,11 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, request.progress)
     search = None
     primary = primary_entry(entries)
-    if recipe.max_drop is not None and recipe.search.enabled and primary and primary.drop_map50_95 > recipe.max_drop:
+    budget = recipe.budget(primary.drop_map50_95) if primary else None
+    if budget is not None and recipe.search.enabled and primary.drop_map50_95 > budget:
         with timer.stage("search"):
             search = _search(job, backend, plan, analysis, primary, artifacts, entries, ref.map50_95, eval_set,
-                             settings, sample, recipe, staging)
+                             settings, sample, recipe, staging, budget)
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     report = Report(
@@ -170,18 +171,19 @@ def primary_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:
 
 def _search(job: Job, backend: Backend, plan: QuantPlan | None, analysis: _LazyAnalysis, primary: ArtifactEntry,
             artifacts: list[Artifact], entries: list[ArtifactEntry], ref_map: float, eval_set: EvalSet,
-            settings: EvalSettings, sample, recipe: Recipe, staging: Path):
+            settings: EvalSettings, sample, recipe: Recipe, staging: Path, budget: float):
     """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
     from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
     from edgeq.evaluate.timing import TimedArtifact, time_interleaved
 
-    budget, started = recipe.max_drop, time.perf_counter()
+    started = time.perf_counter()
     start = StepResult(step=0, kept=list(job.keep_float), artifact=primary.name, path=primary.path,
                        map50_95=primary.map50_95, drop_map50_95=primary.drop_map50_95, latency_ms=primary.latency_ms)
     if plan is None:
-        return SearchResult(budget=budget, higher_precision="", ranked=[], steps=[start],
+        return SearchResult(budget=budget, requested=str(recipe.max_drop), steps=[start],
                             stopped=f"target {job.target} describes no quantization scheme: nothing to search")
-    log(f"{primary.name} loses {primary.drop_map50_95:.2f} points, over --max-drop {budget}: ranking layers for "
+    asked = f"{recipe.max_drop} = {budget:.3g} points" if isinstance(recipe.max_drop, str) else budget
+    log(f"{primary.name} loses {primary.drop_map50_95:.2f} points, over --max-drop {asked}: ranking layers for "
         f"the mixed-precision search")
     from edgeq.analyze.analysis import MapScorer
 
@@ -215,7 +217,7 @@ def _search(job: Job, backend: Backend, plan: QuantPlan | None, analysis: _LazyA
                           drop_map50_95=entry.drop_map50_95, latency_ms=latency)
 
     result = run_search(start, ranked, list(job.keep_float), budget, recipe.search.max_layers, plan.scheme,
-                        build_step, lambda: fp32_latency, log)
+                        build_step, lambda: fp32_latency, log, str(recipe.max_drop))
     if plan.scheme.higher_precision is None:
         result.costs = float_layer_costs(layer_analysis.model, ranked[:8], plan.scheme)
     result.seconds = round(time.perf_counter() - started, 1)
@@ -262,13 +264,16 @@ def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sam
     return [{**asdict(t), "images_per_s": t.images_per_s} for t in timings]
 
 
-def enforce_max_drop(report: Report, max_drop: float | None) -> None:
+def enforce_max_drop(report: Report, recipe: Recipe) -> None:
     """Exit 3 unless the deployable INT8 artifact, or a search step, is within --max-drop."""
-    if max_drop is None:
-        return
     primary = primary_entry(report.artifacts)
-    if primary is None or primary.drop_map50_95 <= max_drop:
+    if primary is None or recipe.max_drop is None:
         return
+    max_drop = recipe.budget(primary.drop_map50_95)
+    if primary.drop_map50_95 <= max_drop:
+        return
+    if isinstance(recipe.max_drop, str):
+        max_drop = f"{recipe.max_drop} ({max_drop:.3g} points)"
     search = report.search
     if search and search["chosen"]:
         return

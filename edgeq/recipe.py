@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeq.errors import EdgeqError
 
@@ -71,9 +71,36 @@ class Recipe(_Strict):
     analysis: AnalysisConfig = AnalysisConfig()
     search: SearchConfig = SearchConfig()
     options: dict[str, Any] = {}  # validated by the target's backend (`options.<key>` in errors)
-    # the accuracy budget: an INT8 artifact losing more mAP50-95 starts the search (exit 3 if no step is within it)
-    max_drop: float | None = Field(None, ge=0, description="mAP50-95 points the deployable INT8 artifact may lose")
+    # the accuracy budget: mAP50-95 points the deployable INT8 artifact may lose, or a share of what the default
+    # PTQ artifact loses ("50%": win back at least half); over it, the search starts (exit 3 if no step is within)
+    max_drop: float | str | None = Field(None, description="mAP50-95 points, or N% of the default INT8 loss")
     keep_float: list[str] = []  # layers (ONNX node names) kept in the target's higher precision
+
+
+    @field_validator("max_drop")
+    @classmethod
+    def _budget(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, str):
+            text = value.strip()
+            number = text.removesuffix("%")
+            try:
+                amount = float(number)
+            except ValueError:
+                raise ValueError(f"'{value}' is neither points (0.5) nor a share of the default loss (50%)") from None
+            if text.endswith("%"):
+                if not 0 <= amount <= 100:
+                    raise ValueError(f"'{value}': a share of the default loss is 0% to 100%")
+                return f"{amount:g}%"
+            value = amount
+        if value is not None and value < 0:
+            raise ValueError(f"{value} is negative: give the mAP50-95 points the INT8 artifact may lose")
+        return value
+
+    def budget(self, default_drop: float) -> float | None:
+        """max_drop in points, for an export whose default INT8 artifact loses `default_drop`."""
+        if isinstance(self.max_drop, str):
+            return round(max(default_drop, 0.0) * float(self.max_drop.removesuffix("%")) / 100.0, 3)
+        return self.max_drop
 
 
 def available() -> dict[str, Path]:
@@ -179,8 +206,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "",
 
 def load_recipe(source: str | None, target: str | None = None, overrides: dict[str, Any] | None = None,
                 sets: list[str] | None = None, lists: dict[str, list[str] | None] | None = None) -> Recipe:
-    """Resolve a recipe (name or path) or a bare target, then CLI overrides (`lists`: list-valued ones, taken
-    as given, not parsed) and `--set` edits."""
+    """Resolve a recipe (name or path) or a bare target, then CLI overrides (`lists`: values taken as given, not
+    parsed as YAML) and `--set` edits."""
     data = _read(source) if source else {}
     if target:
         data["target"] = target

@@ -109,7 +109,8 @@ class Report:
         if not s:
             return []
         lines = ["## Mixed-precision search", "",
-                 f"Budget: drop <= {s['budget']} points. Higher precision here: {s['higher_precision'] or 'none'}. "
+                 f"Budget: drop <= {s['budget']:.3g} points (--max-drop {s.get('requested') or s['budget']}). "
+                 f"Higher precision here: {s['higher_precision'] or 'none'}. "
                  f"Layers kept in sensitivity order (edgeq analyze's ranking on this target's scheme). "
                  f"Result: {s['stopped']}" + (f"; **chosen: `{s['chosen']}`**." if s["chosen"] else "."), "",
                  "| step | layers kept | artifact | mAP50-95 | drop | latency | within budget |",

@@ -41,9 +41,10 @@ class FloatLayerCost:
 
 @dataclass
 class SearchResult:
-    budget: float
-    higher_precision: str  # "fp32 (NNCF ignored scope)", or "" where the target has none
-    ranked: list[str]  # the sensitivity order the steps followed
+    budget: float  # in points
+    requested: str = ""  # --max-drop as given ("0.2", "50%")
+    higher_precision: str = ""  # "fp32 (NNCF ignored scope)", or "" where the target has none
+    ranked: list[str] = field(default_factory=list)  # the sensitivity order the steps followed
     steps: list[StepResult] = field(default_factory=list)  # step 0: the default artifact
     chosen: str | None = None  # the first artifact within budget
     stopped: str = ""  # why the search ended
@@ -63,12 +64,14 @@ def schedule(max_layers: int) -> list[int]:
 
 def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], budget: float, max_layers: int,
                scheme: QuantScheme, build_step: Callable[[int, list[str]], StepResult],
-               fp32_latency_ms: Callable[[], float | None], log: Callable[[str], None]) -> SearchResult:
+               fp32_latency_ms: Callable[[], float | None], log: Callable[[str], None],
+               requested: str = "") -> SearchResult:
     """Steps from `start` (the default artifact) until one is within `budget`; see the module docstring.
     `fp32_latency_ms()` is the FP32 artifact's latency as last timed beside a step (None: not measured here)."""
     hp = scheme.higher_precision
-    result = SearchResult(budget=budget, higher_precision=f"{hp.precision} ({hp.how})" if hp else "",
-                          ranked=list(ranked), steps=[start])
+    result = SearchResult(budget=budget, requested=requested or str(budget),
+                          higher_precision=f"{hp.precision} ({hp.how})" if hp else "", ranked=list(ranked),
+                          steps=[start])
     start.within_budget = start.drop_map50_95 <= budget
     if start.within_budget:
         result.chosen, result.stopped = start.artifact, "the default artifact is within budget"

@@ -47,3 +47,12 @@ def test_unknown_recipe_and_cycles(tmp_path):
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(EdgeqError, match="extends itself"):
         load_recipe(str(tmp_path / "a.yaml"))
+
+
+def test_max_drop_in_points_or_as_a_share_of_the_default_loss():
+    recipe = load_recipe(None, target="openvino", sets=["max_drop=50%"])
+    assert recipe.max_drop == "50%" and recipe.budget(0.42) == 0.21 and recipe.budget(-0.1) == 0.0
+    assert load_recipe(None, target="openvino", sets=["max_drop=0.3"]).budget(5.0) == 0.3
+    for bad, words in (("150%", "0% to 100%"), ("-1", "negative"), ("lots", "neither points")):
+        with pytest.raises(EdgeqError, match=words):
+            load_recipe(None, target="openvino", sets=[f"max_drop={bad}"])

@@ -15,14 +15,15 @@ def _report(tmp_path):
 
 def test_search_keeps_the_ruinous_layer_in_float_and_comes_back_under_budget(cli, tmp_path, ort_targets,
                                                                              outlier_pt, small_data):
-    code, out, err = cli(*export_args(tmp_path, "ort-mixed", outlier_pt, small_data, "--max-drop", "1.0"))
+    code, out, err = cli(*export_args(tmp_path, "ort-mixed", outlier_pt, small_data, "--max-drop", "3%"))
     assert code == 0, err
     search = _report(tmp_path)["search"]
     start, *steps = search["steps"]
     assert start["drop_map50_95"] > 10.0  # the planted outlier ruins the default INT8 artifact
+    assert search["requested"] == "3%" and search["budget"] == round(0.03 * start["drop_map50_95"], 3)
     assert search["ranked"][0] == OUTLIER_LAYER
     chosen = steps[-1]
-    assert chosen["within_budget"] and chosen["drop_map50_95"] <= 1.0 and OUTLIER_LAYER in chosen["kept"]
+    assert chosen["within_budget"] and chosen["drop_map50_95"] <= search["budget"] and OUTLIER_LAYER in chosen["kept"]
     assert search["chosen"] == chosen["artifact"] and (tmp_path / "out" / chosen["path"]).is_file()
     assert (tmp_path / "out" / "search.png").stat().st_size > 1000
     md = (tmp_path / "out" / "report.md").read_text()

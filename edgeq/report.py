@@ -119,6 +119,8 @@ class Report:
             lines.append(f"| {step['step']} | {len(step['kept'])} | {step['path']} | {step['map50_95']:.2f} | "
                          f"{step['drop_map50_95']:.2f} | {_ms(step['latency_ms'])} | "
                          f"{'yes' if step['within_budget'] else 'no'} |")
+        if s.get("fp32_latency_ms"):
+            lines += ["", f"FP32 latency, timed in the same rounds as the last step: {s['fp32_latency_ms']:.1f} ms."]
         last = s["steps"][-1]
         if last["kept"]:
             lines += ["", f"Layers kept at step {last['step']}: " + ", ".join(f"`{n}`" for n in last["kept"])]
@@ -152,6 +154,9 @@ class Report:
                 ax.scatter([x], [y], s=140, facecolors="none", edgecolors="#2f855a", linewidths=2, label="chosen")
         ref = self.reference["map50_95"]
         ax.axhline(ref, color="black", linestyle="--", linewidth=1, label=f"FP32 {ref:.2f}")
+        if timed and s.get("fp32_latency_ms"):
+            ax.axvline(s["fp32_latency_ms"], color="grey", linestyle="--", linewidth=1,
+                       label=f"FP32 latency {s['fp32_latency_ms']:.1f} ms")
         ax.axhline(ref - s["budget"], color="#c53030", linestyle=":", linewidth=1, label=f"budget (-{s['budget']})")
         ax.set_xlabel("latency on this machine (ms, batch 1)" if timed else "layers kept in higher precision")
         ax.set_ylabel("mAP50-95 (%)")

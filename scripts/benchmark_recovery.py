@@ -117,7 +117,8 @@ def _row(label: str, r: dict) -> str:
         return f"| {label} | {r['target']} | failed: {r['error']} |"
     d, s = r["default"], r.get("search")
     auto = r.get("auto")
-    auto_cell = f"{auto['map50_95']:.2f} ({auto['drop']:.2f}, {auto['method']})" if auto else "minmax only"
+    auto_cell = f"{auto['map50_95']:.2f} ({auto['drop']:.2f}, {auto['method']})" if auto else \
+        "min-max only" if r["target"] == "tflite" else "not run"
     if s is None:
         budget, result, kept, steps, secs = f"{max(d['drop'], 0) / 2:.3g}", "default within budget", 0, 0, ""
     else:

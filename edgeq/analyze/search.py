@@ -50,6 +50,7 @@ class SearchResult:
     stopped: str = ""  # why the search ended
     costs: list[FloatLayerCost] = field(default_factory=list)
     remedy: str = ""  # the training-side fix, where mixed precision cannot reach the budget
+    fp32_latency_ms: float | None = None  # the FP32 artifact, timed beside the last step (None: not measured here)
     seconds: float = 0.0
 
 
@@ -95,7 +96,7 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
         if step.within_budget:
             result.chosen, result.stopped = step.artifact, f"within budget with {count} layer(s) kept"
             return result
-        fp32 = fp32_latency_ms()
+        fp32 = result.fp32_latency_ms = fp32_latency_ms()
         if fp32 is not None and step.latency_ms is not None and step.latency_ms >= fp32:
             result.stopped = f"latency gain gone: {step.latency_ms:.1f} ms with {count} layer(s) kept, FP32 {fp32:.1f} ms"
             break

@@ -90,13 +90,13 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
             f"{', ...' if count > 3 else ''})")
         step = build_step(len(result.steps), kept)
         step.within_budget = step.drop_map50_95 <= budget
+        result.fp32_latency_ms = fp32 = fp32_latency_ms()
         result.steps.append(step)
         log(f"search step {step.step}: {step.artifact} mAP50-95 {step.map50_95:.2f}, drop {step.drop_map50_95:.2f}"
             f"{'' if step.latency_ms is None else f', {step.latency_ms:.1f} ms'}")
         if step.within_budget:
             result.chosen, result.stopped = step.artifact, f"within budget with {count} layer(s) kept"
             return result
-        fp32 = result.fp32_latency_ms = fp32_latency_ms()
         if fp32 is not None and step.latency_ms is not None and step.latency_ms >= fp32:
             result.stopped = f"latency gain gone: {step.latency_ms:.1f} ms with {count} layer(s) kept, FP32 {fp32:.1f} ms"
             break

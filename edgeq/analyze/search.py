@@ -84,10 +84,13 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
     if not ranked:
         result.stopped = "no layer left to keep in higher precision"
         return result
+    previous = 0
     for count in schedule(min(max_layers, len(ranked))):
         kept = [*forced, *[n for n in ranked[:count] if n not in forced]]
-        log(f"search step {len(result.steps)}: {count} layer(s) in {hp.precision} ({', '.join(ranked[:count][-3:])}"
-            f"{', ...' if count > 3 else ''})")
+        added = ranked[previous:count]
+        previous = count
+        log(f"search step {len(result.steps)}: {count} layer(s) in {hp.precision} (adding {', '.join(added[:3])}"
+            f"{f' and {len(added) - 3} more' if len(added) > 3 else ''})")
         step = build_step(len(result.steps), kept)
         step.within_budget = step.drop_map50_95 <= budget
         result.fp32_latency_ms = fp32 = fp32_latency_ms()

@@ -98,13 +98,15 @@ class LayerAnalysis:
 
     def ranked(self, method: str, head_quantized: bool, exclude: Sequence[str], map_scorer: MapScorer | None,
                map_layers: int) -> list[LayerScore]:
-        """The sweep, then the top `map_layers` re-ranked by the mAP drop with each alone quantized."""
+        """The sweep, then the top `map_layers` (and every quantized decode-head layer) re-ranked by the mAP drop
+        with each alone quantized."""
         scores = self.sweep(method, head_quantized, exclude)
         if map_scorer is None or not map_layers:
             return scores
         map_scorer.key = self.map_key(method)
         fp32 = map_scorer(self.model, "fp32")
-        ranked = add_map(scores, map_layers, map_scorer, self.qgraph, self.ranges(method), fp32)
+        head = [s.name for s in scores if self.qgraph.layers[s.name].in_head]
+        ranked = add_map(scores, map_layers, map_scorer, self.qgraph, self.ranges(method), fp32, also=head)
         map_scorer.save()
         return ranked
 

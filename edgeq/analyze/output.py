@@ -52,8 +52,9 @@ class AnalysisReport:
                  f"weights, {scheme['activations']} activations, ranges by **{self.method}** from "
                  f"{images['ranges']} calibration images), the rest in float, emulated in ONNX Runtime. MSE, SNR "
                  f"and cosine compare the outputs with FP32 on {images['metrics']} calibration images (boxes in "
-                 f"units of the input size, scores as they are); the top layers by those three are also scored by "
-                 f"mAP50-95 on {images['map']} evaluation images, and those come first, ordered by their mAP drop "
+                 f"units of the input size, scores as they are); the top layers by those three (and every quantized "
+                 f"decode-head layer) are also scored by mAP50-95 on {images['map']} evaluation images, and those "
+                 f"come first, ordered by their mAP drop "
                  f"(the metric that decides; YOLOv6's partial PTQ). Rank 1 is the most sensitive.")
         summary = (f"FP32 ONNX on those images: {self.fp32_map50_95:.2f} mAP50-95; every layer this target "
                    f"quantizes, emulated: {self.all_int8_map50_95:.2f} (drop "

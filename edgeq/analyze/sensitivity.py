@@ -109,18 +109,21 @@ def rank(scores: list[LayerScore]) -> list[LayerScore]:
 
 
 def add_map(scores: list[LayerScore], top: int, evaluate_model: Callable[[object, str], float],
-            qgraph: QuantGraph, ranges: Mapping[str, Range], fp32_map: float) -> list[LayerScore]:
-    """mAP50-95 with only one layer quantized, for the `top` layers by the cheap rank; returns the scores
-    re-ranked: those layers first by their mAP drop (the metric that decides), the rest as the cheap rank had
-    them."""
-    for s in scores[:top]:
+            qgraph: QuantGraph, ranges: Mapping[str, Range], fp32_map: float,
+            also: Sequence[str] = ()) -> list[LayerScore]:
+    """mAP50-95 with only one layer quantized, for the `top` layers by the cheap rank and the layers in `also`
+    (the quantized decode head: box pixels next to scores hurt mAP more than the output error shows); returns
+    the scores re-ranked: those layers first by their mAP drop (the metric that decides), the rest as the cheap
+    rank had them."""
+    chosen = [s for i, s in enumerate(scores) if i < top or s.name in set(also)]
+    for s in chosen:
         value = evaluate_model(fake_quant(qgraph, ranges, [s.name]), s.name)
         s.map50_95 = round(value, 2)
         s.drop_map50_95 = round(fp32_map - value, 2)
-    measured = sorted(scores[:top], key=lambda s: (-s.drop_map50_95, s.ranks["cheap"]))
+    measured = sorted(chosen, key=lambda s: (-s.drop_map50_95, s.ranks["cheap"]))
     for position, s in enumerate(measured, start=1):
         s.ranks["map"] = position
-    ordered = [*measured, *scores[top:]]
+    ordered = [*measured, *[s for s in scores if s.map50_95 is None]]
     for position, s in enumerate(ordered, start=1):
         s.rank = position
     return ordered

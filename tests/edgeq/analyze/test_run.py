@@ -52,3 +52,15 @@ def test_auto_calibration_tries_every_offered_method_and_keeps_the_best(cli, tmp
     scores = {s["method"]: s["snr_db"] for s in calibration["scores"]}
     assert set(scores) == {"minmax", "percentile-99.999"} and calibration["requested"] == "auto"
     assert calibration["used"] == max(scores, key=scores.get) and "native: ONNX Runtime" in calibration["how"]
+
+
+def test_head_quantized_openvino_scheme_ranks_the_decode_head_first(cli, tmp_path, demo_pt, small_data):
+    """The known answer (seed 003, and the 2.9-point loss of OpenVINO's head-quantized variant): with the decode
+    head quantized, its layers are the most sensitive. Needs only ONNX Runtime: OpenVINO's scheme is data."""
+    code, _, err = _analyze(cli, tmp_path, "openvino", demo_pt, small_data, "--set", "options.detach_head=false",
+                            "--set", "analysis.map_layers=4")
+    assert code == 0, err
+    layers = json.loads((tmp_path / "an" / "analysis.json").read_text())["layers"]
+    assert layers[0]["name"].startswith("edgeq_head/") and layers[0]["drop_map50_95"] > 1.0
+    assert all(s["name"].startswith("edgeq_head/") for s in layers[:3])
+    assert all("decode head" in " ".join(s["marks"]) for s in layers if s["name"].startswith("edgeq_head/"))

@@ -9,11 +9,13 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgeq.backend import Backend, Job, make_job
 from edgeq.data import ImageBatches, load_dataset, subsample
 from edgeq.errors import EdgeqError
 from edgeq.evaluate.evaluator import EvalSet
-from edgeq.recipe import Recipe
+from edgeq.recipe import Recipe, describe_validation_error
 
 
 def log(message: str) -> None:
@@ -41,6 +43,22 @@ class Intake:
     @property
     def head(self):
         return self.job.head
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise EdgeqError(f"output folder '{out}' already holds files",
+                         "choose another --out, or pass --force to replace its contents")
+
+
+def validated_options(backend: Backend, recipe: Recipe):
+    options_model = backend.options_model(recipe.target)
+    try:
+        return options_model.model_validate(recipe.options)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, prefix="options.", model=options_model, target=recipe.target) from None
 
 
 def resolve_model(recipe: Recipe) -> str | Path:

@@ -14,15 +14,14 @@ from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from edgeq.backend import Artifact, Backend, Job, QuantPlan, backend_for
 from edgeq.data import preprocess, read_image
 from edgeq.errors import AccuracyGateError, EdgeqError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.head import HeadLayout
+from edgeq.intake import check_output_folder, validated_options
 from edgeq.progress import StageTimer
-from edgeq.recipe import Recipe, describe_validation_error
+from edgeq.recipe import Recipe
 from edgeq.report import ArtifactEntry, Report
 from edgeq.staging import staged_output
 
@@ -42,22 +41,6 @@ class ExportRequest:
     fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
     progress: bool = True
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
-
-
-def check_output_folder(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise EdgeqError(f"output folder '{out}' already holds files",
-                         "choose another --out, or pass --force to replace its contents")
-
-
-def validated_options(backend: Backend, recipe: Recipe):
-    options_model = backend.options_model(recipe.target)
-    try:
-        return options_model.model_validate(recipe.options)
-    except ValidationError as exc:
-        raise describe_validation_error(exc, prefix="options.", model=options_model, target=recipe.target) from None
 
 
 def run_export(request: ExportRequest) -> Report:

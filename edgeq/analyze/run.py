@@ -16,8 +16,7 @@ from edgeq.backend import backend_for
 from edgeq.errors import EdgeqError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings
 from edgeq.head import HEAD_PREFIX
-from edgeq.intake import IntakeRequest, log, take_in
-from edgeq.pipeline import check_output_folder, validated_options
+from edgeq.intake import IntakeRequest, check_output_folder, log, take_in, validated_options
 from edgeq.progress import StageTimer
 from edgeq.staging import staged_output
 

@@ -10,7 +10,7 @@ The starting point is all convolutions INT8: DLA without its FP16 last convs, th
 target detaches it (OpenVINO, TFLite, TensorRT GPU, DLA), comparison variants off.
 
     python scripts/benchmark_recovery.py                                   # hard-hat SiLU and ReLU6, 4 targets
-    python scripts/benchmark_recovery.py --models demo --targets openvino --set options.detach_head=false
+    python scripts/benchmark_recovery.py --models demo --data demo      # the demo detector on its shapes
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=[str(MODELS / f"hardhat-yolov8n-{a}-640.pt") for a in
                                                     ("silu", "relu6")])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "hardhat" / "data.yaml"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "hardhat" / "data.yaml"),
+                    help="data.yaml, or `demo` for the embedded synthetic data (with --models demo)")
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     ap.add_argument("--calib-images", type=int, default=300)
     ap.add_argument("--val-images", type=int, default=300, help="(the hard-hat val split has 204)")
@@ -67,7 +68,7 @@ def main() -> int:
 
             def recipe(*more, max_drop=None):
                 return load_recipe(None, target=target, sets=[*sets, *more], overrides={
-                    "model": model, "data": args.data}, lists={"max_drop": max_drop})
+                    "model": model, "data": None if args.data == "demo" else args.data}, lists={"max_drop": max_drop})
 
             result = {"model": model, "target": target}
             try:

@@ -45,6 +45,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--share", type=float, default=50.0, help="--max-drop as a share of the default loss (%%)")
     ap.add_argument("--no-auto", action="store_true", help="skip the calibration.method=auto exports")
     ap.add_argument("--no-analyze", action="store_true", help="skip the edgeq analyze runs")
+    ap.add_argument("--auto-only", action="store_true", help="only the calibration.method=auto exports (their "
+                    "default PTQ row is the auto export's own; no search)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
@@ -79,7 +81,9 @@ def main() -> int:
                     result["analyze_s"] = round(time.perf_counter() - start, 1)
                     result["top_layers"] = [s["name"] for s in analysis.layers[:3]]
                 start = time.perf_counter()
-                report = run_export(ExportRequest(recipe(max_drop=f"{args.share:g}%"), out / label / target,
+                budget = None if args.auto_only else f"{args.share:g}%"
+                report = run_export(ExportRequest(recipe(*(["calibration.method=auto"] if args.auto_only else []),
+                                                         max_drop=budget), out / label / target,
                                                   force=True, allow_fallback=True, progress=False))
                 result["export_s"] = round(time.perf_counter() - start, 1)
                 result["reference"] = report.reference["map50_95"]
@@ -88,7 +92,12 @@ def main() -> int:
                                      "drop": default.drop_map50_95, "latency_ms": default.latency_ms}
                 result["search"] = report.search
                 result["calibration"] = report.calibration
-                if not args.no_auto and target in ("openvino", "tensorrt", "dla"):  # tflite: min-max only
+                if args.auto_only:
+                    result["auto_only"] = True
+                    result["auto"] = {"method": report.calibration["used"], "map50_95": default.map50_95,
+                                      "drop": default.drop_map50_95, "scores": report.calibration["scores"],
+                                      "export_s": result["export_s"]}
+                elif not args.no_auto and target in ("openvino", "tensorrt", "dla"):  # tflite: min-max only
                     start = time.perf_counter()
                     auto = run_export(ExportRequest(recipe("calibration.method=auto"), out / label / f"{target}-auto",
                                                     force=True, allow_fallback=True, progress=False))
@@ -120,6 +129,9 @@ def _row(label: str, r: dict) -> str:
     auto = r.get("auto")
     auto_cell = f"{auto['map50_95']:.2f} ({auto['drop']:.2f}, {auto['method']})" if auto else \
         "min-max only" if r["target"] == "tflite" else "not run"
+    if r.get("auto_only"):
+        return (f"| {label} | {r['target']} | {r['reference']:.2f} | | {auto_cell} | | (auto calibration only) | | | "
+                f"| | {r['export_s']:.0f} |")
     if s is None:
         budget, result, kept, steps, secs = f"{max(d['drop'], 0) / 2:.3g}", "default within budget", 0, 0, ""
     else:

@@ -68,7 +68,7 @@ def main() -> int:
             sets = [f"calibration.images={args.calib_images}", f"evaluation.images={args.val_images}",
                     *START[target], *args.sets]
 
-            def recipe(*more, max_drop=None):
+            def recipe(*more, max_drop=None, sets=sets, model=model, target=target):
                 return load_recipe(None, target=target, sets=[*sets, *more], overrides={
                     "model": model, "data": None if args.data == "demo" else args.data}, lists={"max_drop": max_drop})
 

@@ -52,15 +52,16 @@ class QuantScheme(BaseModel):
     not_offered: str = ""  # why the other methods are not offered, for the refusal
     higher_precision: HigherPrecision | None = None  # None: a full-integer target, no float layers on the chip
     no_higher_precision_why: str = ""
-    # full-integer targets: what one float layer costs. cut: the compiler cuts the graph there, everything
-    # downstream runs on the host (Edge TPU); op: the op alone runs on the host, plus a dequantize/quantize pair
+    # accelerators that run integer ops only: what one float layer costs. cut: the compiler cuts the graph there,
+    # everything downstream runs on the host (Edge TPU); op: the op alone runs on the host, plus a
+    # dequantize/quantize pair (NXP); None: no accelerator to leave (TFLite on a CPU)
     float_layer_cost: Literal["cut", "op"] | None = None
     training_remedy: str = ""  # the training-side fix the search recommends when mixed precision cannot help
 
     @model_validator(mode="after")
     def _consistent(self) -> QuantScheme:
-        if self.higher_precision is None and not (self.no_higher_precision_why and self.float_layer_cost):
-            raise ValueError("a scheme without higher_precision needs no_higher_precision_why and float_layer_cost")
+        if self.higher_precision is None and not self.no_higher_precision_why:
+            raise ValueError("a scheme without higher_precision needs no_higher_precision_why")
         return self
 
     @property

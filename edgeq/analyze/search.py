@@ -111,6 +111,8 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
 
 def float_layer_costs(model, layers: Sequence[str], scheme: QuantScheme) -> list[FloatLayerCost]:
     """For a full-integer target: how many ops leave the accelerator if each layer alone stayed float."""
+    if scheme.float_layer_cost is None:
+        return []
     graph = model.graph
     consumers: dict[str, list[int]] = {}
     for i, node in enumerate(graph.node):

@@ -14,11 +14,15 @@ examples:
   edgeq export --target openvino                      the embedded demo: synthetic data, demo detector, 320 px
   edgeq export --recipe intel-cpu-openvino --model best.pt --data data.yaml --out out/ov
   edgeq export --target openvino --set options.preset=performance --max-drop 1.0
+  edgeq export --target dla --model best.pt --data data.yaml --max-drop 50%    over budget: keep the most
+                                                      sensitive layers in FP16 until half the INT8 loss is back
+  edgeq export --target tensorrt --set calibration.method=percentile-99.999 --keep-float /model.22/cv2.0/Conv
   edgeq export --recipe jetson-orin-nano-dla --no-fallback          DLA only: a standalone loadable
   edgeq export --target edgetpu --model yolo11n.yaml --allow-fallback   SiLU ops may run on the host CPU
 
-The output folder gets the artifacts, report.md (the table), report.json and report.png. Nothing is written
-there until the whole export succeeded; an existing folder is only replaced with --force.
+The output folder gets the artifacts, report.md (the table), report.json and report.png (search.png and
+search/step-N/ when --max-drop searched). Nothing is written there until the whole export succeeded; an
+existing folder is only replaced with --force. `edgeq analyze` ranks the layers the search would keep.
 """
 
 

@@ -147,9 +147,11 @@ class Report:
         xs = [step["latency_ms"] if timed else len(step["kept"]) for step in steps]
         ys = [step["map50_95"] for step in steps]
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        ax.plot(xs, ys, marker="o", color="#2b6cb0")
+        # points, not a line: with latency on x, consecutive steps need not move right (timing noise)
+        ax.scatter(xs, ys, color="#2b6cb0", zorder=3)
         for step, x, y in zip(steps, xs, ys):
-            ax.annotate(f"{len(step['kept'])} kept", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(f"step {step['step']}: {len(step['kept'])} kept", (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
             if step["artifact"] == s["chosen"]:
                 ax.scatter([x], [y], s=140, facecolors="none", edgecolors="#2f855a", linewidths=2, label="chosen")
         ref = self.reference["map50_95"]

@@ -77,7 +77,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     for finding in findings:
         log(finding.one_line())
     job.fallback.enforce(findings)
-    calibration = choose_method(job, plan, recipe.calibration.method, analysis.get, log)
+    calibration = choose_method(job, plan, recipe.calibration.method, analysis.get, log,
+                                lambda methods: _real_method_scores(job, backend, methods, recipe, staging))
     job = replace(job, calibration_method=calibration.used)
     log(f"building {recipe.target} artifacts ({len(intake.calib_paths)} calibration images, calibration "
         f"{calibration.describe()}{', kept float: ' + ', '.join(job.keep_float) if job.keep_float else ''})")
@@ -144,6 +145,39 @@ class _LazyAnalysis:
             self._analysis = LayerAnalysis(self.job.full_onnx, self.plan.scheme, calib[:settings.range_images],
                                            calib[:settings.metric_images], self.job.head.imgsz, self.job.progress)
         return self._analysis
+
+
+def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, staging: Path) -> list:
+    """`calibration.method: auto` in an export: the deployable artifact built once per offered method (in a scratch
+    folder, removed after), run on calibration images and compared with FP32 on the anchors FP32 is confident
+    about; the pipeline then builds the winner for real."""
+    import shutil
+
+    from edgeq.analyze.analysis import MethodScore
+    from edgeq.analyze.sensitivity import confident_vectors, score
+    from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+    images = [job.calibration[i] for i in range(min(recipe.analysis.metric_images, len(job.calibration)))]
+    references: dict[Path, list] = {}
+    scores = []
+    for method in methods:
+        folder = staging / ".calibration-trial" / method
+        folder.mkdir(parents=True, exist_ok=True)
+        log(f"calibration auto: building with {method}")
+        built = backend.build(replace(job, calibration_method=method, primary_only=True, staging=folder))
+        artifact = next(a for a in built.artifacts if a.precision.startswith("int8") and a.open_runner)
+        source = job.body_onnx if artifact.layout is HeadLayout.DETACHED else job.full_onnx
+        if source not in references:
+            with OnnxRuntimeRunner(source) as runner:
+                references[source] = [runner.infer(x) for x in images]
+        with artifact.open_runner() as runner:
+            outputs = [runner.infer(x) for x in images]
+        ref, quant = confident_vectors(references[source], outputs, job.head.imgsz,
+                                       normalized=artifact.layout is HeadLayout.NORMALIZED)
+        scores.append(MethodScore(method, *score(ref, quant)))
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(staging / ".calibration-trial", ignore_errors=True)
+    return scores
 
 
 def primary_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:

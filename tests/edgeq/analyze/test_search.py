@@ -106,3 +106,17 @@ def test_float_layer_costs_count_what_follows_a_cut(demo_onnx):
              float_layer_costs(model, [first, last], scheme(higher_precision=None, float_layer_cost="cut",
                                                             no_higher_precision_why="integer only"))}
     assert costs[first] > 0.9 * len(model.graph.node) and costs[last] < 40
+
+
+def test_auto_calibration_in_an_export_builds_each_method_and_keeps_the_best(cli, tmp_path, ort_targets, demo_pt,
+                                                                             small_data):
+    code, _, err = cli(*export_args(tmp_path, "ort-mixed", demo_pt, small_data, "--set", "calibration.method=auto"))
+    assert code == 0, err
+    report = _report(tmp_path)
+    calibration = report["calibration"]
+    scores = {s["method"]: s["snr_db"] for s in calibration["scores"]}
+    assert set(scores) == {"default", "minmax", "percentile-99.999"}
+    assert calibration["scored_by"].startswith("real builds")
+    assert calibration["used"] == max(scores, key=scores.get)
+    assert calibration["used"] in report["artifacts"][1]["note"]  # the winner is what was built
+    assert not list((tmp_path / "out").rglob(".calibration-trial"))  # the trial builds are gone

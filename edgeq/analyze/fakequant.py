@@ -69,14 +69,15 @@ class QuantGraph:
         consts = {i.name for i in graph.initializer}
         consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
         self.consts = consts
-        inside_silu = _fused_silu_tensors(graph) if scheme.fused_silu else set()
+        silu = _silu_gates(graph) if scheme.fused_silu else {}
+        inside_silu = set(silu.values())
         everything = "*" in scheme.ops
         self.layers: dict[str, LayerInfo] = {}
         for i, node in enumerate(graph.node):
             name = node.name or f"{node.op_type}_{i}"
             if node.op_type == "Constant" or not (everything or node.op_type in scheme.ops):
                 continue
-            if scheme.fused_silu and node.op_type == "Mul" and _is_silu_mul(node, graph):
+            if name in silu:
                 continue
             weight = node.input[1] if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in consts \
                 else None
@@ -166,23 +167,15 @@ def quantize_weight(w: np.ndarray, granularity: str) -> np.ndarray:
     return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
 
 
-def _is_silu_mul(node, graph) -> bool:
+def _silu_gates(graph) -> dict[str, str]:
+    """Every SiLU `Mul(x, Sigmoid(x))`: the Mul's node name -> its gate tensor sigmoid(x). A target that runs SiLU
+    as one op never stores the gate in INT8, nor quantizes the Mul's inputs."""
     producers = {o: n for n in graph.node for o in n.output}
-    for x, gate in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
-        p = producers.get(gate)
-        if p is not None and p.op_type == "Sigmoid" and p.input[0] == x:
-            return True
-    return False
-
-
-def _fused_silu_tensors(graph) -> set[str]:
-    """sigmoid(x) inside every Mul(x, Sigmoid(x)): a target that runs SiLU as one op never stores it in INT8."""
-    producers = {o: n for n in graph.node for o in n.output}
-    inside = set()
-    for node in graph.node:
+    gates = {}
+    for i, node in enumerate(graph.node):
         if node.op_type == "Mul" and len(node.input) == 2:
             for x, gate in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
                 p = producers.get(gate)
                 if p is not None and p.op_type == "Sigmoid" and p.input[0] == x:
-                    inside.add(gate)
-    return inside
+                    gates[node.name or f"{node.op_type}_{i}"] = gate
+    return gates

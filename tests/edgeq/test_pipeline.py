@@ -33,18 +33,11 @@ class OrtInt8Backend(Backend):
         return []
 
     def build(self, job: Job):
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self.items = iter(job.calibration)
-
-            def get_next(self):
-                item = next(self.items, None)
-                return None if item is None else {"images": item}
+        from onnxruntime.quantization import QuantFormat, quantize_static
+        from ort_testlib import calibration_reader
 
         out = job.staging / "model-int8.onnx"
-        quantize_static(str(job.full_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ)
+        quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ)
         return BuildResult([Artifact(name="ort-int8", target="ort-int8", variant="int8", path=out, precision="int8",
                                      layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
                                      open_runner=lambda: OnnxRuntimeRunner(out))])

@@ -53,25 +53,18 @@ def ort_backends():
         def build(self, job):
             import onnx
             from onnxruntime.quantization import (
-                CalibrationDataReader,
                 CalibrationMethod,
                 QuantFormat,
                 QuantType,
                 quantize_static,
             )
-
-            class Reader(CalibrationDataReader):
-                def __init__(self):
-                    self.items = iter(job.calibration)
-
-                def get_next(self):
-                    item = next(self.items, None)
-                    return None if item is None else {"images": item}
+            from ort_testlib import calibration_reader
 
             percentile = job.calibration_method == "percentile-99.999"
             head = [n.name for n in onnx.load(str(job.full_onnx)).graph.node if n.name.startswith(HEAD_PREFIX)]
             out = job.staging / "model-int8.onnx"
-            quantize_static(str(job.full_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ,
+                            per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=[*head, *job.keep_float],
                             calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from edgeq.analyze.scheme import QuantScheme
 from edgeq.errors import EdgeqError, MissingDependencyError
 from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
-from edgeq.rules import Finding
+from edgeq.rules import Finding, RuleTable
 from edgeq.runners import Runner
 
 ENTRY_POINT_GROUP = "edgeq.backends"
@@ -199,6 +200,11 @@ class Backend(ABC):
     def runner_for(self, path: Path) -> Runner | None:
         """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""
         return None
+
+    def onnx_rules(self, target: str) -> RuleTable | None:
+        """The target's rule table for ONNX graphs (profile `rules.onnx`, relative to the family's folder)."""
+        relative = self.profiles[target].rules.get("onnx")
+        return RuleTable.load(Path(inspect.getfile(type(self))).parent / relative) if relative else None
 
 
 def make_job(backend: Backend, target: str, *, options: BackendOptions | dict | None = None,

@@ -53,6 +53,37 @@ analysis.md (the ranked table), analysis.json and analysis.png. Results are cach
 """
 
 
+ADAPT_EPILOG = """\
+examples:
+  edgeq adapt --activation relu6                          the demo detector, on synthetic shapes
+  edgeq adapt --activation relu6 --model best.pt --data data.yaml --target edgetpu --device 0
+  edgeq adapt --activation relu --model best.pt --data data.yaml --epochs 20 --target tensorrt
+
+Writes <model>-<activation>.pt (loads with YOLO(...)), adapt.md and adapt.json (FP32 mAP50-95 before and after,
+epochs, time; with --target, the INT8 figures of the export in export-<target>/). Needs a CUDA device beyond a
+smoke-sized job; --device cpu runs anyway.
+"""
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `adapt` and `qat` share: the checkpoint, the data with its train split, and the training budget."""
+    parser.add_argument("--model", "-m", help="Ultralytics detection checkpoint (.pt) (default: the demo detector)")
+    parser.add_argument("--data", "-d", help="data.yaml with train: and val: splits (default: synthetic shapes)")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the size the checkpoint was trained at)")
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: see the epilog)")
+    parser.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
+    parser.add_argument("--device", help="CUDA index (0) or cpu (default: 0 where there is a GPU; a CPU only runs "
+                        "smoke-sized jobs unless named)")
+    parser.add_argument("--workers", type=int, default=4, help="data-loader workers (default 4)")
+    parser.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
+                        help="share of the train split to learn from (default 1.0)")
+    parser.add_argument("--val-images", type=int, help="evaluation images (default: the whole val split)")
+    parser.add_argument("--out", "-o", type=Path, help="output folder (default: edgeq-out/<command>-...)")
+    parser.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
+    parser.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _add_job_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
     """What `export` and `analyze` share: which target, model and data, recipe edits, output and safety flags."""
     which = parser.add_mutually_exclusive_group(required=True)
@@ -109,6 +140,17 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--map-layers", type=int, help="top layers also scored by mAP (default 8)")
     analyze.add_argument("--map-images", type=int, help="evaluation images for those mAP figures (default 50)")
 
+    adapt = sub.add_parser("adapt", help="swap activations (ReLU6/ReLU) and fine-tune with distillation",
+                           epilog=ADAPT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_train_arguments(adapt)
+    adapt.add_argument("--activation", "-a", required=True, choices=["relu6", "relu"],
+                       help="the activation every SiLU/LeakyReLU/Hardswish becomes (relu6: Edge TPU, NXP, tight "
+                       "INT8 ranges; relu: fuses with Conv in TensorRT)")
+    adapt.add_argument("--target", "-t", help="export the adapted model for this target at the end and report its "
+                       "INT8 figures (the activation must be one the target accepts)")
+    adapt.add_argument("--distill", type=float, default=6.0, metavar="WEIGHT",
+                       help="weight of the distillation from the original model (Ultralytics' dis; 0: off)")
+
     evaluate = sub.add_parser("eval", help="evaluate any artifact (ours or from `yolo export`) on a dataset",
                               epilog="example: edgeq eval yolov8n.onnx --data data.yaml --val-images 500",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
-        return {"export": _export, "analyze": _analyze, "eval": _eval, "targets": _targets,
+        return {"export": _export, "analyze": _analyze, "adapt": _adapt, "eval": _eval, "targets": _targets,
                 "recipes": _recipes}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
@@ -183,6 +225,22 @@ def _analyze(args) -> int:
                                                       trust_model=args.trust_model), out, args.force))
     print(report.table(limit=15))
     print(f"\n{len(report.layers)} layers ranked; written to {out}/ (analysis.md, analysis.json, analysis.png)")
+    return 0
+
+
+def _adapt(args) -> int:
+    from edgeq.train.adapt import DEFAULT_EPOCHS, AdaptRequest, run_adapt
+
+    if not 0 < args.train_fraction <= 1:
+        raise EdgeqError(f"--train-fraction {args.train_fraction} is outside (0, 1]", "use e.g. --train-fraction 0.5")
+    out = args.out or Path("edgeq-out") / f"adapt-{args.activation}"
+    report = run_adapt(AdaptRequest(
+        activation=args.activation, out=out, model=args.model, data=args.data, target=args.target,
+        epochs=args.epochs or DEFAULT_EPOCHS, batch=args.batch, imgsz=args.imgsz, device=args.device,
+        workers=args.workers, distill_weight=args.distill, train_fraction=args.train_fraction,
+        val_images=args.val_images, force=args.force, trust_model=args.trust_model, progress=not args.no_progress))
+    print(report.markdown())
+    print(f"written to {out}/ ({report.checkpoint}, adapt.md, adapt.json)")
     return 0
 
 

@@ -16,6 +16,7 @@ from edgeq.staging import remove_stale, work_folder
 ASSETS = Path(__file__).parent / "assets"
 DEMO_IMGSZ = 320
 DEMO_SEED = 0  # the demo weights were trained on seed-1000 images, so seed-0 data is unseen
+DEMO_TRAIN_SEED = 1000  # what fine-tuning the demo detectors learns from (never the seed-0 evaluation images)
 
 
 DEMO_ACTIVATIONS = ("silu", "relu6")
@@ -30,17 +31,17 @@ def demo_model(activation: str = "silu") -> Path:
     return ASSETS / f"demo-yolov8n-{activation}-{DEMO_IMGSZ}.pt"
 
 
-def demo_dataset(train: int, val: int, progress: bool = True) -> Path:
+def demo_dataset(train: int, val: int, progress: bool = True, seed: int = DEMO_SEED) -> Path:
     """Generate (once, into the cache) the synthetic dataset; returns its data.yaml."""
     from edgeq.synthetic import generate_dataset
 
-    root = cache_dir() / "demo-data" / f"seed{DEMO_SEED}-{DEMO_IMGSZ}px-train{train}-val{val}"
+    root = cache_dir() / "demo-data" / f"seed{seed}-{DEMO_IMGSZ}px-train{train}-val{val}"
     if (root / "data.yaml").exists():
         return root / "data.yaml"
     remove_stale(root)
     partial = work_folder(root)
     shutil.rmtree(partial, ignore_errors=True)
-    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=DEMO_SEED, progress=progress)
+    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=seed, progress=progress)
     partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind
     data_yaml = root / "data.yaml"
     config = yaml.safe_load(data_yaml.read_text())

@@ -85,7 +85,7 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
 
     quiet = contextlib.redirect_stdout(io.StringIO())
     if suffix == ".pt":
-        ckpt = _read_checkpoint(path, trust_model)
+        ckpt = read_checkpoint(path, trust_model)
         model = ckpt.get("ema") or ckpt.get("model")
         import torch
 
@@ -145,7 +145,7 @@ def _missing_model(path: Path, bare: bool) -> tuple[str, str]:
     return f"model file '{path}' does not exist", _MODEL_FIX
 
 
-def _read_checkpoint(path: Path, trust_model: bool) -> dict:
+def read_checkpoint(path: Path, trust_model: bool) -> dict:
     """torch.load through Ultralytics' loader. By default weights-only against Ultralytics' allow-list of its
     own and torch's classes: a pickle that names anything else (os.system, a user's module) is refused before
     any of it runs. `trust_model` is the full unpickler, for checkpoints from a source the user trusts."""

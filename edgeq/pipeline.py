@@ -24,6 +24,7 @@ from edgeq.progress import StageTimer
 from edgeq.recipe import Recipe
 from edgeq.report import ArtifactEntry, Report
 from edgeq.staging import staged_output
+from edgeq.train.commands import remedy_command, remedy_commands
 
 _CORE_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "faster-coco-eval")
 
@@ -76,6 +77,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
         findings = backend.check(job)
     for finding in findings:
         log(finding.one_line())
+    for command in remedy_commands(findings, recipe.model, recipe.data, recipe.target):
+        log(f"the training fix for the findings above, on this model and data: {command}")
     job.fallback.enforce(findings)
     calibration = choose_method(job, plan, recipe.calibration.method, analysis.get, log,
                                 lambda methods: _real_method_scores(job, backend, methods, recipe, staging))
@@ -124,7 +127,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
               "val_images": len(eval_set)},
         reference=reference, artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
-                   "fix": f.fix} for f in findings],
+                   "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}
+                                    if f.remedy else {})} for f in findings],
         timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
         keep_float=list(job.keep_float), search=asdict(search) if search else None)
     report.write(staging)

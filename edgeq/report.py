@@ -84,7 +84,8 @@ class Report:
         parts += self._throughput_section()
         if self.findings:
             parts += ["## Target rule findings", "", "| severity | where | finding | fix |", "|---|---|---|---|"]
-            parts += [f"| {f['severity']} | {f['where']} | {f['message']} | {f['fix']} |" for f in self.findings]
+            parts += [f"| {f['severity']} | {f['where']} | {f['message']} | {f['fix']}"
+                      f"{': `' + f['command'] + '`' if f.get('command') else ''} |" for f in self.findings]
             parts.append("")
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]

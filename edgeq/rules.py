@@ -56,6 +56,7 @@ class Finding:
     where: str  # the layer (or "model") the finding is about
     message: str
     fix: str
+    remedy: Mapping[str, Any] | None = None  # a training fix edgeq runs (`{command: adapt, activation: relu6}`)
 
     def one_line(self) -> str:
         return f"[{self.severity.value}] {self.where}: {self.message}. Fix: {self.fix}"
@@ -84,6 +85,7 @@ class Rule:
     message: str  # may use {detail}, {op}, {name} and the params
     fix: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    remedy: Mapping[str, Any] | None = None
 
     def applies_to(self, layer: Layer) -> bool:
         return "*" in self.ops or layer.op in self.ops
@@ -93,7 +95,8 @@ class Rule:
         if detail is None:
             return None
         text = self.message.format(detail=detail, op=layer.op, name=layer.name, **self.params)
-        return Finding(self.id, self.severity, layer.name, text, self.fix.format(op=layer.op, **self.params))
+        return Finding(self.id, self.severity, layer.name, text, self.fix.format(op=layer.op, **self.params),
+                       self.remedy)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class RuleTable:
                                  f"use one of {sorted(_PREDICATES)}")
             rules.append(Rule(id=row["id"], ops=tuple(row.get("ops", ["*"])), check=check,
                               severity=Severity(row["severity"]), message=row["message"], fix=row["fix"],
-                              params=row.get("params", {})))
+                              params=row.get("params", {}), remedy=row.get("remedy")))
         return cls(target=data["target"], rules=tuple(rules))
 
     def evaluate(self, layers: Iterable[Layer]) -> list[Finding]:

@@ -16,6 +16,8 @@ inside functions, so this module imports with the core dependencies only.
 
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 import sys
 from collections import OrderedDict
@@ -228,7 +230,7 @@ def _collapse(findings: list[Finding]) -> list[Finding]:
     out = []
     for (rule, severity, message, fix), group in groups.items():
         where = group[0].where if len(group) == 1 else f"{group[0].where} (and {len(group) - 1} more like it)"
-        out.append(Finding(rule, severity, where, message, fix))
+        out.append(dataclasses.replace(group[0], where=where))
     return out
 
 

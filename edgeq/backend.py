@@ -119,6 +119,7 @@ class Job:
     # layers (ONNX node names of body_onnx/full_onnx) to keep in the target's higher precision
     keep_float: tuple[str, ...] = ()
     primary_only: bool = False  # build only the default INT8 artifact (a mixed-precision search step)
+    qat_onnx: Path | None = None  # what `edgeq qat` trained, as its QuantAwareTraining.export wrote it
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,37 @@ class BuildResult:
 
     artifacts: list[Artifact]
     findings: list[Finding] = field(default_factory=list)
+
+
+class QuantAwareTraining(ABC):
+    """How a target fine-tunes under its own fake quantization (`edgeq qat`). Its backend's quantizer library
+    instruments a torch graph with the placement, granularity and symmetry the target's PTQ uses, calibrated the
+    way that PTQ calibrates on the same images (so training starts from the PTQ result), and writes the trained
+    graph as the ONNX its `build` reads back through `Job.qat_onnx`."""
+
+    library: ClassVar[str]  # for the report, e.g. "NNCF (PyTorch)"
+    requires: ClassVar[tuple[str, ...]]  # importable modules training needs (fewer than the whole build)
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    @property
+    def head_quantized(self) -> bool:
+        """The target quantizes the decode head too: the trained graph must contain it."""
+        return False
+
+    @abstractmethod
+    def prepare(self, graph, calibration: list) -> Any:
+        """Insert fake quantization into `graph` (edgeq.train.graph.TrainingGraph, already on its device) and
+        calibrate it on `calibration` (tensors on that device); returns the module to train."""
+
+    @abstractmethod
+    def export(self, trained, path: Path) -> Path:
+        """Write the trained module as the ONNX `build` takes as `Job.qat_onnx`; returns the path."""
+
+    def describe(self) -> str:
+        """One line for the report: what is quantized and how the ranges start."""
+        return self.library
 
 
 @dataclass(frozen=True)
@@ -200,6 +232,11 @@ class Backend(ABC):
     def runner_for(self, path: Path) -> Runner | None:
         """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""
         return None
+
+    def quantization_aware(self, target: str) -> type[QuantAwareTraining]:
+        """The target's quantization-aware training; families that offer none keep this refusal."""
+        raise EdgeqError(f"target {target} offers no quantization-aware training",
+                         "see `edgeq targets` for the targets that do (openvino, tensorrt, dla)")
 
     def onnx_rules(self, target: str) -> RuleTable | None:
         """The target's rule table for ONNX graphs (profile `rules.onnx`, relative to the family's folder)."""

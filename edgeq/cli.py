@@ -53,6 +53,21 @@ analysis.md (the ranked table), analysis.json and analysis.png. Results are cach
 """
 
 
+QAT_EPILOG = """\
+examples:
+  edgeq qat --target openvino --model best.pt --data data.yaml --set options.detach_head=false --device 0
+  edgeq qat --target dla --model best.pt --data data.yaml --set options.fp16_last_convs=false --epochs 5
+  edgeq qat --recipe jetson-orin-gpu --model best.pt --data data.yaml --no-export   (GPU machine; finish with
+      edgeq export --recipe jetson-orin-gpu --model best.pt --data data.yaml --qat-onnx <out>/best-qat-tensorrt.onnx)
+
+The target's own quantizer library instruments the model (openvino: NNCF; tensorrt, dla: ModelOpt), calibrated as
+the target's PTQ calibrates (same images, same method), then fine-tunes with Ultralytics' loss and augmentation
+plus distillation from the FP32 model. Writes <model>-qat-<target>.onnx, qat.md and qat.json, and, where the
+target's toolchain is installed, export-<target>/ with PTQ and QAT side by side. The TFLite family has no QAT
+here: its converter calibrates its own ranges (`edgeq adapt` is its training fix).
+"""
+
+
 ADAPT_EPILOG = """\
 examples:
   edgeq adapt --activation relu6                          the demo detector, on synthetic shapes
@@ -65,16 +80,21 @@ smoke-sized job; --device cpu runs anyway.
 """
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """What `adapt` and `qat` share: the checkpoint, the data with its train split, and the training budget."""
-    parser.add_argument("--model", "-m", help="Ultralytics detection checkpoint (.pt) (default: the demo detector)")
-    parser.add_argument("--data", "-d", help="data.yaml with train: and val: splits (default: synthetic shapes)")
-    parser.add_argument("--imgsz", type=int, help="input size (default: the size the checkpoint was trained at)")
+def _add_training_budget(parser: argparse.ArgumentParser) -> None:
+    """What `adapt` and `qat` share: how long, on what, with how much data per step."""
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: see the epilog)")
     parser.add_argument("--batch", type=int, default=16, help="training batch (default 16)")
     parser.add_argument("--device", help="CUDA index (0) or cpu (default: 0 where there is a GPU; a CPU only runs "
                         "smoke-sized jobs unless named)")
     parser.add_argument("--workers", type=int, default=4, help="data-loader workers (default 4)")
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """`adapt`'s inputs: the checkpoint, the data with its train split, and the training budget."""
+    parser.add_argument("--model", "-m", help="Ultralytics detection checkpoint (.pt) (default: the demo detector)")
+    parser.add_argument("--data", "-d", help="data.yaml with train: and val: splits (default: synthetic shapes)")
+    parser.add_argument("--imgsz", type=int, help="input size (default: the size the checkpoint was trained at)")
+    _add_training_budget(parser)
     parser.add_argument("--train-fraction", type=float, default=1.0, metavar="F",
                         help="share of the train split to learn from (default 1.0)")
     parser.add_argument("--val-images", type=int, help="evaluation images (default: the whole val split)")
@@ -127,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                         "may lose, or a share of what default PTQ loses (50%%: win back half); over it, the "
                         "mixed-precision search keeps the most sensitive layers in higher precision; exit 3 if no "
                         "step is within it")
+    export.add_argument("--qat-onnx", type=Path, metavar="PATH", help="also build the graph `edgeq qat` trained "
+                        "for this target, beside the PTQ artifacts (PTQ and QAT side by side in the report)")
     fallback = export.add_mutually_exclusive_group()
     fallback.add_argument(ALLOW_FLAG, "--allow-cpu-fallback", dest="allow_fallback", action=_FallbackFlag,
                           const=True, help="accept layers that run off the accelerator (Edge TPU ops on the host "
@@ -150,6 +172,20 @@ def _parser() -> argparse.ArgumentParser:
                        "INT8 figures (the activation must be one the target accepts)")
     adapt.add_argument("--distill", type=float, default=6.0, metavar="WEIGHT",
                        help="weight of the distillation from the original model (Ultralytics' dis; 0: off)")
+    adapt.add_argument("--lr", type=float, default=0.0005, help="AdamW learning rate, cosine schedule "
+                       "(default 0.0005)")
+    adapt.add_argument("--no-val", action="store_true", help="no per-epoch validation: keep the last weights "
+                       "(best.pt is otherwise picked on the val split)")
+
+    qat = sub.add_parser("qat", help="quantization-aware fine-tuning with distillation, built like an export",
+                         epilog=QAT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_job_arguments(qat, "default: edgeq-out/qat-<target>")
+    _add_training_budget(qat)
+    qat.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate, cosine to 0 (default 1e-5)")
+    qat.add_argument("--distill", type=float, default=1.0, metavar="WEIGHT",
+                     help="weight of the distillation from the FP32 model (default 1.0; 0: off)")
+    qat.add_argument("--no-export", action="store_true", help="stop after the trained ONNX (emit it later with "
+                     "`edgeq export --qat-onnx`)")
 
     evaluate = sub.add_parser("eval", help="evaluate any artifact (ours or from `yolo export`) on a dataset",
                               epilog="example: edgeq eval yolov8n.onnx --data data.yaml --val-images 500",
@@ -195,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
-        return {"export": _export, "analyze": _analyze, "adapt": _adapt, "eval": _eval, "targets": _targets,
+        return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval, "targets": _targets,
                 "recipes": _recipes}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
@@ -237,10 +273,35 @@ def _adapt(args) -> int:
     report = run_adapt(AdaptRequest(
         activation=args.activation, out=out, model=args.model, data=args.data, target=args.target,
         epochs=args.epochs or DEFAULT_EPOCHS, batch=args.batch, imgsz=args.imgsz, device=args.device,
-        workers=args.workers, distill_weight=args.distill, train_fraction=args.train_fraction,
+        workers=args.workers, distill_weight=args.distill, train_fraction=args.train_fraction, lr=args.lr,
+        validate=not args.no_val,
         val_images=args.val_images, force=args.force, trust_model=args.trust_model, progress=not args.no_progress))
     print(report.markdown())
     print(f"written to {out}/ ({report.checkpoint}, adapt.md, adapt.json)")
+    return 0
+
+
+def _job_args(args) -> tuple[str, ...]:
+    """The job arguments as typed (target or recipe, model, data, sizes, --set), to repeat in a later command."""
+    pairs = [("--target", args.target), ("--recipe", args.recipe), ("--model", args.model), ("--data", args.data),
+             ("--imgsz", args.imgsz), ("--head-branch", args.head_branch), ("--calib-images", args.calib_images),
+             ("--val-images", args.val_images)]
+    typed = [item for flag, value in pairs if value is not None for item in (flag, str(value))]
+    return (*typed, *[item for value in args.sets for item in ("--set", value)])
+
+
+def _qat(args) -> int:
+    from edgeq.intake import IntakeRequest
+    from edgeq.train.qat import DEFAULT_EPOCHS, QatRequest, run_qat
+
+    recipe = _job_recipe(args)
+    out = args.out or Path("edgeq-out") / f"qat-{recipe.target}"
+    report = run_qat(QatRequest(
+        intake=IntakeRequest(recipe, progress=not args.no_progress, trust_model=args.trust_model), out=out,
+        epochs=args.epochs or DEFAULT_EPOCHS, batch=args.batch, lr=args.lr, device=args.device, workers=args.workers,
+        distill_weight=args.distill, force=args.force, export=not args.no_export, export_args=_job_args(args)))
+    print(report.markdown())
+    print(f"written to {out}/ ({report.qat_onnx}, qat.md, qat.json)")
     return 0
 
 
@@ -255,7 +316,8 @@ def _export(args) -> int:
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
                                       fallback_flag=getattr(args, "fallback_flag", None),
-                                      progress=not args.no_progress, trust_model=args.trust_model))
+                                      progress=not args.no_progress, trust_model=args.trust_model,
+                                      qat_onnx=args.qat_onnx))
     print(report.table())
     if report.search:
         steps = report.search["steps"]

@@ -42,6 +42,7 @@ class ExportRequest:
     fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
     progress: bool = True
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
+    qat_onnx: Path | None = None  # a graph `edgeq qat` trained for this target: built beside the PTQ artifacts
 
 
 def run_export(request: ExportRequest) -> Report:
@@ -55,6 +56,9 @@ def run_export(request: ExportRequest) -> Report:
                          "here), or export for a target that takes it (openvino)")
     backend.ensure_available(recipe.target)
     options = validated_options(backend, recipe)
+    if request.qat_onnx is not None and not Path(request.qat_onnx).is_file():
+        raise EdgeqError(f"--qat-onnx '{request.qat_onnx}' does not exist",
+                         f"pass the <model>-qat-{recipe.target}.onnx that `edgeq qat --target {recipe.target}` wrote")
 
     with staged_output(out, log) as staging:
         return _export(request, backend, options, staging)
@@ -70,6 +74,8 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
     intake = take_in(IntakeRequest(recipe, request.allow_fallback, request.fallback_flag, request.progress,
                                    request.trust_model), backend, options, staging, timer)
     job, head, eval_set, detector = intake.job, intake.head, intake.eval_set, intake.detector
+    if request.qat_onnx is not None:
+        job = replace(job, qat_onnx=Path(request.qat_onnx).resolve())
     plan = backend.quant_plan(job)
     analysis = _LazyAnalysis(job, plan, recipe)
 
@@ -298,6 +304,8 @@ def enforce_max_drop(report: Report, recipe: Recipe) -> None:
     search = report.search
     if search and search["chosen"]:
         return
+    if search and search["remedy"]:
+        search = dict(search, remedy=_with_command(search["remedy"], recipe))
     if search and search["steps"][1:]:
         best = min(search["steps"], key=lambda s: s["drop_map50_95"])
         raise AccuracyGateError(f"no search step is within --max-drop {max_drop}: the best, {best['artifact']}, "
@@ -311,6 +319,14 @@ def enforce_max_drop(report: Report, recipe: Recipe) -> None:
                             f"{max_drop}" + (f" ({search['stopped']})" if search else ""),
                             "keep more layers in float (--keep-float, `edgeq analyze` ranks them), try "
                             "calibration.method auto, add calibration images, or raise --max-drop")
+
+
+def _with_command(remedy: str, recipe: Recipe) -> str:
+    """The remedy, with the edgeq command that runs it on the user's model and data (profile data says which)."""
+    scheme = backend_for(recipe.target).profiles[recipe.target].quantization
+    if scheme is None or not scheme.training_command:
+        return remedy
+    return f"{remedy}: {remedy_command(scheme.training_command, recipe.model, recipe.data, recipe.target)}"
 
 
 def _version(dist: str) -> str:

@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, QuantPlan, load_profiles
+from edgeq.backend import (
+    Artifact,
+    Backend,
+    BackendOptions,
+    BuildResult,
+    Job,
+    QuantAwareTraining,
+    QuantPlan,
+    load_profiles,
+)
 from edgeq.head import HEAD_PREFIX, HeadLayout
 from edgeq.progress import bar
 from edgeq.rules import Finding, RuleTable
@@ -69,6 +78,15 @@ class OpenVINOBackend(Backend):
         if (opts.compare_attached_head and not job.primary_only) or not opts.detach_head:
             variants.append((False, "int8-attached-head", "int8",
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
+        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+            path = job.staging / "openvino-int8-qat" / "model.xml"
+            ov.save_model(_at_batch(core.read_model(str(_with_head(job))), job.batch), str(path),
+                          compress_to_fp16=False)
+            head = "decode head quantized too" if not opts.detach_head else "decode head in FP32"
+            artifacts.insert(0, self._artifact(job, "openvino-int8-qat", "int8-qat", path, "int8" if not
+                                               opts.detach_head else "int8+fp32-head",
+                                               f"INT8 from quantization-aware training (NNCF, {head}); "
+                                               f"{opts.preset} preset"))
         kept = f"; {len(job.keep_float)} layer(s) kept in FP32" if job.keep_float else ""
         for detach, variant, precision, note in variants:
             path = job.staging / f"openvino-{variant}" / "model.xml"
@@ -79,6 +97,9 @@ class OpenVINOBackend(Backend):
                                             f"{note}; {opts.preset} preset; calibration {job.calibration_method}"
                                             f"{kept}"))
         return BuildResult(artifacts)
+
+    def quantization_aware(self, target: str) -> type[QuantAwareTraining]:
+        return NNCFQuantAwareTraining
 
     def runner_for(self, path: Path) -> OpenVINORunner | None:
         return OpenVINORunner(path) if path.suffix.lower() == ".xml" else None
@@ -102,12 +123,81 @@ class OpenVINOBackend(Backend):
                      enabled=job.progress, total=subset)
         ignored = nncf.IgnoredScope(patterns=[f"{HEAD_PREFIX}.*"] if detach_head else [],
                                     names=_operations_of(model, job.keep_float))
-        preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-        advanced = nncf.AdvancedQuantizationParameters(
-            activations_range_estimator_params=_range_estimator(job.calibration_method))
-        return nncf.quantize(model, nncf.Dataset(list(images)), preset=preset[opts.preset], subset_size=subset,
-                             fast_bias_correction=opts.fast_bias_correction, ignored_scope=ignored,
-                             advanced_parameters=advanced)
+        return nncf.quantize(model, nncf.Dataset(list(images)), ignored_scope=ignored, **_nncf_parameters(job))
+
+
+def _nncf_parameters(job: Job) -> dict:
+    """What NNCF is told for this job, the same for the PTQ of the IR and the QAT of the torch graph."""
+    import nncf
+
+    opts: OpenVINOOptions = job.options
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
+    advanced = nncf.AdvancedQuantizationParameters(
+        activations_range_estimator_params=_range_estimator(job.calibration_method))
+    return {"preset": preset[opts.preset], "subset_size": min(opts.subset_size, len(job.calibration)),
+            "fast_bias_correction": opts.fast_bias_correction, "advanced_parameters": advanced}
+
+
+class NNCFQuantAwareTraining(QuantAwareTraining):
+    """NNCF's PyTorch quantization: its CPU hardware configuration places FakeQuantize as it does for the IR
+    (per-channel symmetric weights, per-tensor activations, asymmetric with the mixed preset), the same range
+    estimators and fast bias correction on the same images start it, and its quantizer ranges train with the
+    weights. With `detach_head: false` the graph holds edgeq's decode head, quantized like the PTQ IR's."""
+
+    library = "NNCF (PyTorch QAT)"
+    requires = ("nncf",)
+
+    @property
+    def head_quantized(self) -> bool:
+        return not self.job.options.detach_head
+
+    def describe(self) -> str:
+        opts: OpenVINOOptions = self.job.options
+        head = "decode head quantized too" if not opts.detach_head else "decode head in FP32"
+        return (f"{self.library}, CPU configuration, {opts.preset} preset, {head}, ranges from NNCF's "
+                f"{self.job.calibration_method} calibration, trained with the weights")
+
+    def prepare(self, graph, calibration: list):
+        import logging
+
+        import nncf
+
+        nncf.set_log_level(logging.WARNING)
+        return nncf.quantize(graph.eval(), nncf.Dataset(calibration), **_nncf_parameters(self.job))
+
+    def export(self, trained, path: Path) -> Path:
+        """An ONNX whose FakeQuantize nodes (NNCF's export) OpenVINO reads as its own; the body alone unless
+        the head was trained quantized (`build` attaches the FP32 head then)."""
+        import warnings
+
+        import torch
+
+        outputs = [*self.job.head.body_outputs, *(["output0"] if self.head_quantized else [])]
+        trained = trained.cpu().eval()
+        example = torch.zeros(1, 3, self.job.head.imgsz, self.job.head.imgsz)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(trained, (example,), str(path), opset_version=17, input_names=["images"],
+                              output_names=outputs, dynamo=False)
+        return path
+
+
+def _with_head(job: Job) -> Path:
+    """The QAT ONNX ending in output0: as trained when the head was in it, else with edgeq's FP32 decode head."""
+    import onnx
+
+    from edgeq.head import OUTPUT_NAME, attach_head
+
+    model = onnx.load(str(job.qat_onnx))
+    if OUTPUT_NAME in [o.name for o in model.graph.output]:
+        keep = [o for o in model.graph.output if o.name == OUTPUT_NAME]
+        del model.graph.output[:]
+        model.graph.output.extend(keep)
+    else:
+        model = attach_head(model, job.head, HeadLayout.PIXEL)
+    path = job.staging / "openvino-int8-qat.onnx"
+    onnx.save(model, str(path))
+    return path
 
 
 def _operations_of(model, layers: tuple[str, ...]) -> list[str]:

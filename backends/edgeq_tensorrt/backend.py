@@ -107,6 +107,11 @@ class TensorRTBackend(Backend):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def quantization_aware(self, target: str):
+        from edgeq_tensorrt.qat import ModelOptQuantAwareTraining
+
+        return ModelOptQuantAwareTraining
+
     def commands(self) -> list[Command]:
         from edgeq_tensorrt import translate
 
@@ -141,11 +146,17 @@ class GpuQdqPipeline:
 
         script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
         artifacts = [self._qdq_artifact(job, qdq_path, extra, script)]
+        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+            qat_path, qat_extra = self._quantize(job, work / "qat", out, source=_qat_full(job, work),
+                                                 name="model-int8-qat-qdq.onnx")
+            qat_script = write_gpu_shell(qat_path.name, out / "build_engine_qat.sh")
+            artifacts.insert(0, self._qdq_artifact(job, qat_path, qat_extra, qat_script, qat=True))
         if not job.primary_only:
             artifacts.append(self._engine_artifact(job, qdq_path, out / "model-int8.engine", extra, script))
         return BuildResult(artifacts)
 
-    def _quantize(self, job: Job, work: Path, out: Path) -> tuple[Path, dict]:
+    def _quantize(self, job: Job, work: Path, out: Path, source: Path | None = None,
+                  name: str = "model-int8-qdq.onnx") -> tuple[Path, dict]:
         import onnx
 
         from edgeq_tensorrt.ptq import calibrate_qdq
@@ -153,30 +164,33 @@ class GpuQdqPipeline:
         from edgeq_tensorrt.unify import GPU_TIES, unify_scales
 
         opts: TensorRTOptions = job.options
-        model, method = calibrate_qdq(job, job.full_onnx, work / "ptq.onnx", work, target_dla=False,
+        work.mkdir(parents=True, exist_ok=True)
+        model, method = calibrate_qdq(job, source or job.full_onnx, work / "ptq.onnx", work, target_dla=False,
                                       log_path=job.staging.parent / "tensorrt-ptq.log")
         merged = rescaled = 0
         if opts.unify_scales:
             result = unify_scales(model, GPU_TIES, exclude_prefix=HEAD_PREFIX)
             merged, rescaled = result.merged_quantizers, result.rescaled_quantizers
-        qdq_path = out / "model-int8-qdq.onnx"
+        qdq_path = out / name
         onnx.save(model, str(qdq_path))
         return qdq_path, {"merged_quantizers": merged, "rescaled_quantizers": rescaled,
                           "qdq_pairs": count_qdq(model), "calibration_method": method,
                           "kept_float": list(job.keep_float)}
 
-    def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path) -> Artifact:
+    def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path, qat: bool = False) -> Artifact:
         from edgeq.runners.onnxruntime import OnnxRuntimeRunner
 
         opts: TensorRTOptions = job.options
         unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if opts.unify_scales \
             else "scales not unified"
         kept = f", {len(job.keep_float)} layer(s) kept out of INT8" if job.keep_float else ""
+        what = (f"QAT weights, Q/DQ placed and calibrated on them by ModelOpt PTQ ({extra['calibration_method']})"
+                if qat else f"ModelOpt PTQ ({extra['calibration_method']})")
         return Artifact(
-            name=f"{job.target}-int8-qdq", target=job.target, variant="int8", path=qdq_path,
+            name=f"{job.target}-int8-{'qat-' if qat else ''}qdq", target=job.target,
+            variant="int8-qat" if qat else "int8", path=qdq_path,
             precision="int8+fp32-head", layout=HeadLayout.PIXEL, status=job.profile.figures,
-            note=f"ModelOpt PTQ ({extra['calibration_method']}), decode head in float{kept}, {unified}; "
-                 "Q/DQ graph run in ONNX Runtime",
+            note=f"{what}, decode head in float{kept}, {unified}; Q/DQ graph run in ONNX Runtime",
             open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))
 
     def _engine_artifact(self, job: Job, qdq_path: Path, engine_path: Path, extra: dict, script: Path) -> Artifact:
@@ -251,6 +265,13 @@ class DlaCachePipeline:
                  "fp16_layers": len(fp16), "calibration_method": calibration.method,
                  "tensors_without_scale": len(calibration.missing), "kept_float": list(job.keep_float)}
         artifacts = self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out)
+        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+            qat_model = onnx.load(str(job.qat_onnx if opts.detach_head else _qat_full(job, work)))
+            qat_out = job.staging / f"{job.target}-qat"
+            qat_out.mkdir(parents=True, exist_ok=True)
+            qat_files = self._emit(job, qat_model, fp16, calibration, report, qat_out)
+            artifacts[:0] = self._emulated_variants(job, qat_model, fp16, calibration, report, qat_files, layout,
+                                                    extra, qat_out, qat=True)[:1]
         if not job.primary_only:
             artifacts.append(self._engine(job, out, files, fp16, layout, extra))
         return BuildResult(artifacts)
@@ -305,7 +326,8 @@ class DlaCachePipeline:
                                                                        *scripts), scripts=scripts)
 
     def _emulated_variants(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report,
-                           files: _DlaFiles, layout: HeadLayout, extra: dict, out: Path) -> list[Artifact]:
+                           files: _DlaFiles, layout: HeadLayout, extra: dict, out: Path,
+                           qat: bool = False) -> list[Artifact]:
         """The engine's numerics rebuilt from the cache for ONNX Runtime, with and without FP16 last convs."""
         import onnx
 
@@ -328,6 +350,9 @@ class DlaCachePipeline:
                              f"all convolutions INT8{kept}"))
         elif opts.compare_all_int8 and not job.primary_only:
             variants.append((f"{job.target}-int8", "int8", head_fp16, "int8", "all convolutions INT8"))
+        if qat:  # QAT weights with the cache of the PTQ calibration their training started from (and kept)
+            variants = [(f"{n}-qat", f"{v}-qat", f, p, f"QAT weights, the PTQ cache they trained against; {w}")
+                        for n, v, f, p, w in variants]
         artifacts = []
         for index, (name, variant, fp16_set, precision, what) in enumerate(variants):
             emulated = out / "emulation" / f"{name}.onnx"
@@ -380,6 +405,18 @@ class _DlaFiles:
 
 
 _PIPELINES = {"gpu-qdq": GpuQdqPipeline, "dla-cache": DlaCachePipeline}
+
+
+def _qat_full(job: Job, work: Path) -> Path:
+    """The QAT body with edgeq's decode head attached (float), as the PTQ's full ONNX is."""
+    import onnx
+
+    from edgeq.head import attach_head
+
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "qat-full.onnx"
+    onnx.save(attach_head(onnx.load(str(job.qat_onnx)), job.head, HeadLayout.PIXEL), str(path))
+    return path
 
 
 def _collapse(findings: list[Finding]) -> list[Finding]:

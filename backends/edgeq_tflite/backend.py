@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, QuantPlan, TargetProfile, load_profiles
-from edgeq.errors import StageError
+from edgeq.errors import EdgeqError, StageError
 from edgeq.head import HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
 from edgeq_tflite import predicates  # noqa: F401  (registers the checks the rule tables use)
@@ -66,6 +66,14 @@ class TFLiteBackend(Backend):
 
     def options_model(self, target: str) -> type[BackendOptions]:
         return OPTIONS[target]
+
+    def quantization_aware(self, target: str):
+        """None here: the full-integer .tflite comes from onnx2tf and the TFLite converter, which calibrates its own
+        ranges from images and takes no ranges learned in PyTorch; that would need TensorFlow-side QAT."""
+        raise EdgeqError(f"target {target} offers no quantization-aware training: the TFLite converter calibrates "
+                         "its own INT8 ranges and cannot take ranges learned in PyTorch",
+                         f"swap to ReLU6 with `edgeq adapt --activation relu6 --target {target}` (this family's "
+                         "training fix), or train for openvino, tensorrt or dla")
 
     def runner_for(self, path: Path):
         from edgeq_tflite.runner import LiteRTRunner

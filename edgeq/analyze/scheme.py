@@ -57,6 +57,9 @@ class QuantScheme(BaseModel):
     # dequantize/quantize pair (NXP); None: no accelerator to leave (TFLite on a CPU)
     float_layer_cost: Literal["cut", "op"] | None = None
     training_remedy: str = ""  # the training-side fix the search recommends when mixed precision cannot help
+    # the edgeq command that runs it (`{command: qat}`, `{command: adapt, activation: relu6}`), quoted with the
+    # user's model and data when the budget is missed
+    training_command: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> QuantScheme:

@@ -40,6 +40,8 @@ class AdaptRequest:
     workers: int = 4
     distill_weight: float = 6.0  # Ultralytics' `dis`; 0 turns distillation off
     train_fraction: float = 1.0  # Ultralytics' `fraction` of the train split
+    lr: float = 0.0005  # AdamW, cosine schedule: a fine-tune of converged weights, not a training from scratch
+    validate: bool = True  # per-epoch validation picks best.pt; off: the last weights
     val_images: int | None = None  # edgeq's evaluation subset (all of val when None)
     force: bool = False
     trust_model: bool = False
@@ -181,10 +183,10 @@ def _train(request: AdaptRequest, student: Path, teacher: Path, data: Path, imgs
             YOLO(str(student), task="detect").train(
                 trainer=trainer_class(request.activation), data=str(data), epochs=request.epochs, imgsz=imgsz, batch=request.batch, device=device,
                 workers=request.workers, project=str(work), name="run", exist_ok=True, pretrained=True,
-                amp=False, plots=False, val=True, seed=0, deterministic=False, fraction=request.train_fraction,
+                amp=False, plots=False, val=request.validate, seed=0, deterministic=False, fraction=request.train_fraction,
                 distill_model=str(teacher) if request.distill_weight > 0 else None, dis=request.distill_weight,
                 warmup_epochs=min(1.0, request.epochs / 4), close_mosaic=min(10, request.epochs // 4),
-                optimizer="AdamW", lr0=0.0005, cos_lr=True, verbose=False,
+                optimizer="AdamW", lr0=request.lr, cos_lr=True, verbose=False,
                 cache="ram" if device != "cpu" else False)  # a GPU waits on JPEG decoding otherwise
         finally:
             Conv.default_act = default_act

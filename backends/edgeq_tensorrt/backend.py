@@ -78,7 +78,7 @@ class TensorRTProfile(TargetProfile):
 class TensorRTBackend(Backend):
     family = "tensorrt"
     extra = "tensorrt"
-    requires = ("modelopt",)
+    requires = ("modelopt", "onnx_graphsurgeon", "onnxscript", "lief")  # ModelOpt ONNX PTQ imports all three
     tools = ("nvidia-modelopt", "tensorrt")
     profiles = load_profiles(HERE / "profiles.yaml", TensorRTProfile)
 

@@ -57,6 +57,7 @@ class QatReport:
     history: list[dict]
     export: dict | None = None  # rows of the export report (PTQ and QAT side by side)
     finish_with: str | None = None  # the command that emits the artifacts where the toolchain is
+    export_error: str | None = None  # the export after training failed; the trained graph is kept
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
@@ -103,7 +104,11 @@ def run_qat(request: QatRequest) -> QatReport:
             "images, as an export does")
         train_yaml = demo.demo_dataset(train=2000, val=100, progress=request.intake.progress, seed=demo.DEMO_TRAIN_SEED)
     with staged_output(out, log) as staging:
-        return _qat(request, backend, options, training_class, train_yaml, staging)
+        report = _qat(request, backend, options, training_class, train_yaml, staging)
+    if report.export_error:  # training is not lost to a failing emitter: its result is in place, then the error
+        raise EdgeqError(f"the export after training failed: {report.export_error}",
+                         f"the trained graph is in {out}; after fixing that, run: {report.finish_with}")
+    return report
 
 
 def _missing(module: str) -> bool:
@@ -150,7 +155,11 @@ def _qat(request: QatRequest, backend, options, training_class, train_yaml: Path
 
     shutil.rmtree(staging / "intake", ignore_errors=True)
     if request.export and not backend.missing():
-        report.export = _export_with_qat(request, qat_onnx, staging)
+        try:
+            report.export = _export_with_qat(request, qat_onnx, staging)
+        except EdgeqError as exc:
+            report.export_error = exc.one_line()
+            report.finish_with = _finish_command(request, qat_onnx)
     else:
         report.finish_with = _finish_command(request, qat_onnx)
     (staging / "qat.json").write_text(json.dumps(asdict(report), indent=2))

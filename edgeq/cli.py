@@ -362,7 +362,7 @@ def _targets(args) -> int:
     from edgeq.backend import BROKEN_PLUGINS, discover
 
     print("| target | family | accelerator | figures here | fallback by default | calibration methods | "
-          "higher precision | ready | description |\n|---|---|---|---|---|---|---|---|---|")
+          "higher precision | training fix | ready | description |\n|---|---|---|---|---|---|---|---|---|---|")
     for target, backend in sorted(discover().items()):
         missing, profile = backend.missing(), backend.profiles[target]
         ready = "yes" if not missing else f"no: {backend.install_hint()} ({', '.join(missing)} missing)"
@@ -371,8 +371,11 @@ def _targets(args) -> int:
         methods = ", ".join(("default", "auto", *scheme.offered())) if scheme else "default"
         higher = (scheme.higher_precision.precision if scheme.higher_precision else "none (full integer)") \
             if scheme else "n/a"
+        command = scheme.training_command if scheme else None
+        training = " ".join(f"--{k} {v}" if k != "command" else f"edgeq {v}" for k, v in command.items()) \
+            if command else "none"
         print(f"| {target} | {backend.family} | {profile.accelerator} | {profile.figures} | {fallback} | {methods} | "
-              f"{higher} | {ready} | {profile.description} |")
+              f"{higher} | {training} | {ready} | {profile.description} |")
     for name, why in BROKEN_PLUGINS.items():
         print(f"| ({name}) | plugin failed to load | | | | no | {why} |")
     return 0

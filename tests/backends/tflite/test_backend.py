@@ -14,7 +14,7 @@ from tflite_testlib import IMGSZ, make_job, need_stack
 from edgeq.errors import EdgeqError, StageError
 from edgeq.rules import Severity
 
-FIX = "swap the activation to ReLU/ReLU6 and fine-tune (activation swap with recovery fine-tuning, planned)"
+FIX = "swap the activation to ReLU6 and fine-tune with distillation from this model (edgeq adapt)"
 
 
 def test_package_imports_without_the_heavy_stack() -> None:
@@ -61,6 +61,7 @@ def test_checker_flags_silu_for_edgetpu_once_with_the_fix(onnx_pair, tmp_path) -
     assert [f.rule for f in findings] == ["edgetpu.silu"]
     silu = findings[0]
     assert silu.severity is Severity.FALLBACK and silu.fix == FIX
+    assert silu.remedy == {"command": "adapt", "activation": "relu6"}  # the table names the command, as data
     assert "more like it" in silu.where and "SiLU" in silu.message
 
 
@@ -98,6 +99,8 @@ def test_cli_edgetpu_silu_is_one_line_exit_2(cli, small_data, tmp_path) -> None:
     assert code == 2
     error = [line for line in stderr.splitlines() if "error" in line.lower()]
     assert len(error) == 1 and "SiLU" in error[0] and FIX in error[0] and "--allow-fallback" in error[0]
+    command = f"edgeq adapt --activation relu6 --model {Path(__file__).parents[3]}/edgeq/assets/demo-yolov8n-silu.yaml"
+    assert f"{command} --data {small_data} --target edgetpu" in stderr  # the exact fix for this model and data
     assert "Traceback" not in stderr
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 

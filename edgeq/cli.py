@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
-        return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval, "targets": _targets,
-                "recipes": _recipes}[args.command](args)
+        return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval,
+                "targets": _targets, "recipes": _recipes}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

@@ -32,7 +32,7 @@ def edgeq(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "edgeq.cli", *args, "--no-progress"], check=True)
 
 
-def fp32_map(model: str, data: str | None, images: int, work: Path) -> float:
+def fp32_map(model: str, data: str | None, images: int) -> float:
     out = subprocess.run([sys.executable, "-m", "edgeq.cli", "eval", model, *(["--data", data] if data else []),
                           "--val-images", str(images), "--no-progress"], check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1].split("|")[4])
@@ -43,7 +43,7 @@ def adapt_row(spec: str, work: Path, calib: int) -> str:
     data, images = (str(HARDHAT), 204) if data_name == "hardhat" else (None, 300)
     if original == "demo":
         original = str(REPO / "edgeq" / "assets" / "demo-yolov8n-silu-320.pt")
-    before, after = fp32_map(original, data, images, work), fp32_map(adapted, data, images, work)
+    before, after = fp32_map(original, data, images), fp32_map(adapted, data, images)
     out = work / f"adapt-{Path(adapted).stem}"
     edgeq("export", "--target", "edgetpu", "--model", adapted, *(["--data", data] if data else []),
           "--calib-images", str(calib), "--val-images", str(images), "--out", str(out))
@@ -65,7 +65,8 @@ def qat_row(spec: str, work: Path, calib: int) -> str:
     qat = next(a for a in rows if "qat" in a["variant"])
     ptq = next(a for a in rows if "qat" not in a["variant"])
     won = (ptq["drop_map50_95"] - qat["drop_map50_95"]) / ptq["drop_map50_95"] if ptq["drop_map50_95"] > 0 else 0
-    return (f"| {Path(model).name} | {target} ({', '.join(sets) or 'defaults'}) | {report['reference']['map50_95']:.2f} | "
+    fp32 = report["reference"]["map50_95"]
+    return (f"| {Path(model).name} | {target} ({', '.join(sets) or 'defaults'}) | {fp32:.2f} | "
             f"{ptq['name']} {ptq['drop_map50_95']:.2f} | {qat['name']} {qat['drop_map50_95']:.2f} | {won:.0%} | "
             f"{qat['status']} |")
 

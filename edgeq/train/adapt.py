@@ -71,10 +71,10 @@ class AdaptReport:
 
     def markdown(self) -> str:
         lines = [f"# edgeq adapt: {self.model} -> {self.activation}", "",
-                 f"Activation modules replaced: {self.replaced_modules}; after: "
-                 f"{', '.join(f'{k} {v}' for k, v in self.activations_after.items())}.",
-                 f"Fine-tuned {self.epochs} epochs on {self.device} in {self.train_seconds / 60:.1f} min "
-                 "(Ultralytics trainer, distillation from the original model).", "",
+                 (f"Activation modules replaced: {self.replaced_modules}; after: "
+                 f"{', '.join(f'{k} {v}' for k, v in self.activations_after.items())}."),
+                 (f"Fine-tuned {self.epochs} epochs on {self.device} in {self.train_seconds / 60:.1f} min "
+                 "(Ultralytics trainer, distillation from the original model)."), "",
                  "| model | mAP50-95 (FP32) | change |", "|---|---:|---:|",
                  f"| original | {self.fp32_before:.2f} | |",
                  f"| {self.checkpoint} | {self.fp32_after:.2f} | {self.change:+.2f} |", "",
@@ -84,8 +84,8 @@ class AdaptReport:
                       "| artifact | precision | status | mAP50-95 | drop vs adapted FP32 |", "|---|---|---|---:|---:|"]
             lines += [f"| {r['name']} | {r['precision']} | {r['status']} | {r['map']} | {r['drop']} |"
                       for r in self.export["rows"]]
-            lines += ["", f"Findings off the accelerator or refused: {self.export['off_accelerator']} "
-                          f"(full report: {self.export['folder']}/report.md)"]
+            lines += ["", (f"Findings off the accelerator or refused: {self.export['off_accelerator']} "
+                          f"(full report: {self.export['folder']}/report.md)")]
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -154,7 +154,8 @@ def _adapt(request: AdaptRequest, source, train_yaml: Path, eval_yaml: Path, dev
     before, after, images = _fp32_maps(source.path, checkpoint, eval_yaml, source.imgsz, request)
     report = AdaptReport(model=source.path.name, activation=request.activation, replaced_modules=replaced,
                          activations_after=activation_counts(adapted.module), data=str(eval_yaml),
-                         eval_images=images, device=device, epochs=request.epochs,
+                         eval_images=images, device="cpu" if device == "cpu" else f"cuda:{device}",
+                         epochs=request.epochs,
                          train_seconds=round(train_seconds, 1), fp32_before=before, fp32_after=after,
                          checkpoint=checkpoint.name)
     if request.target:
@@ -181,9 +182,10 @@ def _train(request: AdaptRequest, student: Path, teacher: Path, data: Path, imgs
         default_act = Conv.default_act  # the swapped YAML sets this class attribute for the whole process
         try:
             YOLO(str(student), task="detect").train(
-                trainer=trainer_class(request.activation), data=str(data), epochs=request.epochs, imgsz=imgsz, batch=request.batch, device=device,
-                workers=request.workers, project=str(work), name="run", exist_ok=True, pretrained=True,
-                amp=False, plots=False, val=request.validate, seed=0, deterministic=False, fraction=request.train_fraction,
+                trainer=trainer_class(request.activation), data=str(data), epochs=request.epochs, imgsz=imgsz,
+                batch=request.batch, device=device, workers=request.workers, project=str(work), name="run",
+                exist_ok=True, pretrained=True, amp=False, plots=False, val=request.validate, seed=0,
+                deterministic=False, fraction=request.train_fraction,
                 distill_model=str(teacher) if request.distill_weight > 0 else None, dis=request.distill_weight,
                 warmup_epochs=min(1.0, request.epochs / 4), close_mosaic=min(10, request.epochs // 4),
                 optimizer="AdamW", lr0=request.lr, cos_lr=True, verbose=False,

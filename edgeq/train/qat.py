@@ -63,9 +63,9 @@ class QatReport:
     def markdown(self) -> str:
         lines = [f"# edgeq qat: {self.model} on {self.target}", "",
                  f"{self.scheme}.",
-                 f"Fine-tuned {self.epochs} epochs ({self.train_images} train images) on {self.device} in "
+                 (f"Fine-tuned {self.epochs} epochs ({self.train_images} train images) on {self.device} in "
                  f"{self.train_seconds / 60:.1f} min from the PTQ calibration on {self.calibration_images} "
-                 "images, with distillation from the FP32 model.", "",
+                 "images, with distillation from the FP32 model."), "",
                  "| epoch | detection loss | distillation loss | seconds |", "|---:|---:|---:|---:|"]
         lines += [f"| {h['epoch']} | {h['detection']:.4f} | {h['distillation']:.4f} | {h['seconds']} |"
                   for h in self.history]
@@ -76,8 +76,8 @@ class QatReport:
                       for r in self.export["rows"]]
             lines += ["", f"Full report: {self.export['folder']}/report.md"]
         if self.finish_with:
-            lines += ["", f"Not emitted in this run; emit and evaluate where the target's toolchain is installed with: "
-                          f"`{self.finish_with}`"]
+            lines += ["", ("Not emitted in this run; emit and evaluate where the target's toolchain is installed "
+                           f"with: `{self.finish_with}`")]
         return "\n".join(lines + [f"- {n}" for n in self.notes]) + "\n"
 
 

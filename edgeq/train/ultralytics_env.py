@@ -45,7 +45,7 @@ def training_environment(work: Path) -> Iterator[None]:
 def _torchvision_loads() -> bool:
     try:
         import torchvision  # noqa: F401
-    except Exception:  # RuntimeError from a torch/torchvision mismatch, ImportError where it is absent
+    except (ImportError, RuntimeError, OSError):  # a torch/torchvision mismatch raises RuntimeError
         return False
     return True
 

@@ -54,9 +54,10 @@ def test_tensorrt_qat_builds_a_qdq_graph_of_the_trained_weights(tiny_data, tmp_p
 
 
 def test_conv_module_names_follow_the_body_export(tmp_path, demo_pt):
+    from edgeq_tensorrt.qat import conv_module
+
     from edgeq.model import export_onnx, load_detector
     from edgeq.train.graph import TrainingGraph
-    from edgeq_tensorrt.qat import conv_module
 
     detector = load_detector(demo_pt)
     body = export_onnx(detector, tmp_path).body

@@ -267,6 +267,8 @@ def _analyze(args) -> int:
 def _adapt(args) -> int:
     from edgeq.train.adapt import DEFAULT_EPOCHS, AdaptRequest, run_adapt
 
+    if args.epochs is not None and args.epochs < 1:
+        raise EdgeqError(f"--epochs {args.epochs}: adapting needs at least one epoch", "use e.g. --epochs 40")
     if not 0 < args.train_fraction <= 1:
         raise EdgeqError(f"--train-fraction {args.train_fraction} is outside (0, 1]", "use e.g. --train-fraction 0.5")
     out = args.out or Path("edgeq-out") / f"adapt-{args.activation}"
@@ -294,11 +296,15 @@ def _qat(args) -> int:
     from edgeq.intake import IntakeRequest
     from edgeq.train.qat import DEFAULT_EPOCHS, QatRequest, run_qat
 
+    if args.epochs is not None and args.epochs < 0:
+        raise EdgeqError(f"--epochs {args.epochs} is negative", "give the fine-tuning epochs (0: the QAT graph at its "
+                         "PTQ starting point, untrained)")
     recipe = _job_recipe(args)
     out = args.out or Path("edgeq-out") / f"qat-{recipe.target}"
     report = run_qat(QatRequest(
         intake=IntakeRequest(recipe, progress=not args.no_progress, trust_model=args.trust_model), out=out,
-        epochs=args.epochs or DEFAULT_EPOCHS, batch=args.batch, lr=args.lr, device=args.device, workers=args.workers,
+        epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, batch=args.batch, lr=args.lr,
+        device=args.device, workers=args.workers,
         distill_weight=args.distill, force=args.force, export=not args.no_export, export_args=_job_args(args)))
     print(report.markdown())
     print(f"written to {out}/ ({report.qat_onnx}, qat.md, qat.json)")

@@ -108,3 +108,8 @@ def test_adapt_refuses_an_activation_the_target_refuses(tmp_path, monkeypatch):
         adapt.refuse_if_target_refuses("toy", "relu6")
     assert "still refuses it" in str(info.value) and "--activation relu" in info.value.one_line()
     adapt.refuse_if_target_refuses("toy", "relu")  # Relu passes the same table
+
+
+def test_adapt_refuses_zero_epochs(cli, tmp_path):
+    code, _, err = cli("adapt", "--activation", "relu6", "--epochs", "0", "--out", str(tmp_path / "o"))
+    assert code == 2 and "at least one epoch" in err

@@ -159,7 +159,11 @@ class NNCFQuantAwareTraining(QuantAwareTraining):
 
     def prepare(self, graph, calibration: list):
         import logging
+        import os
 
+        # NNCF compiles its torch extension on first use and gives up after 60 s, which a loaded 2-core machine
+        # exceeds; a first build may take minutes
+        os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
         import nncf
 
         nncf.set_log_level(logging.WARNING)

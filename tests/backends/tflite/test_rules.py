@@ -10,7 +10,7 @@ from edgeq_tflite.optable import RULES, build_op_table
 
 from edgeq.rules import Layer, RuleTable, Severity, TensorInfo
 
-ACTIVATION_FIX = "swap the activation to ReLU/ReLU6 and fine-tune (activation swap with recovery fine-tuning, planned)"
+ACTIVATION_FIX = "swap the activation to ReLU6 and fine-tune with distillation from this model (edgeq adapt)"
 
 
 @pytest.mark.parametrize("table", sorted(p.name for p in RULES.glob("*.yaml")))

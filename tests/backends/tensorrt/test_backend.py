@@ -41,7 +41,8 @@ def test_package_imports_without_heavy_dependencies():
 
 def test_registered_targets_and_options():
     backend = TensorRTBackend()
-    assert set(backend.targets) == {"tensorrt", "dla"} and backend.requires == ("modelopt",)
+    assert set(backend.targets) == {"tensorrt", "dla"}
+    assert backend.requires == ("modelopt", "onnx_graphsurgeon", "onnxscript", "lief")  # what ModelOpt ONNX imports
     assert {t: p.fallback_default for t, p in backend.profiles.items()} == {"tensorrt": True, "dla": True}
     with pytest.raises(Exception, match="extra"):
         DLAOptions(calibration_methd="max")

@@ -53,6 +53,12 @@ class Report:
         if self.search and len(self.search["steps"]) > 1:
             self.plot_search(folder / "search.png")
 
+    def brief_rows(self) -> list[dict[str, str]]:
+        """Name, precision, status, mAP50-95 and drop per artifact, as text: what `adapt`/`qat` summarise."""
+        return [{"name": e.name, "precision": e.precision, "status": e.status,
+                 "map": "" if e.map50_95 is None else f"{e.map50_95:.2f}",
+                 "drop": "" if e.drop_map50_95 is None else f"{e.drop_map50_95:.2f}"} for e in self.artifacts]
+
     def table(self) -> str:
         ref = self.reference
         lines = ["| model | precision | mAP50-95 | mAP50 | drop (points) | latency | size | status | note |",

@@ -228,8 +228,6 @@ def _export_adapted(request: AdaptRequest, checkpoint: Path, data: Path, staging
                                                                  "evaluation.images": request.val_images})
     folder = f"export-{request.target}"
     report = run_export(ExportRequest(recipe=recipe, out=staging / folder, progress=request.progress))
-    rows = [{"name": e.name, "precision": e.precision, "status": e.status,
-             "map": "" if e.map50_95 is None else f"{e.map50_95:.2f}",
-             "drop": "" if e.drop_map50_95 is None else f"{e.drop_map50_95:.2f}"} for e in report.artifacts]
+    rows = report.brief_rows()
     off = [f for f in report.findings if f.get("severity") in (Severity.FALLBACK.value, Severity.ERROR.value)]
     return {"target": request.target, "folder": folder, "rows": rows, "off_accelerator": len(off)}

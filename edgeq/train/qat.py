@@ -12,6 +12,7 @@ the run stops after the trained ONNX and says the `edgeq export --qat-onnx` line
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,8 +152,6 @@ def _qat(request: QatRequest, backend, options, training_class, train_yaml: Path
                        scheme=training.describe(), device=device, epochs=request.epochs,
                        train_images=len(loader.dataset), calibration_images=len(job.calibration),
                        train_seconds=round(train_seconds, 1), qat_onnx=qat_onnx.name, history=history)
-    import shutil
-
     shutil.rmtree(staging / "intake", ignore_errors=True)
     if request.export and not backend.missing():
         try:
@@ -183,7 +182,4 @@ def _export_with_qat(request: QatRequest, qat_onnx: Path, staging: Path) -> dict
     folder = f"export-{recipe.target}"
     report = run_export(ExportRequest(recipe=recipe, out=staging / folder, progress=request.intake.progress,
                                       trust_model=request.intake.trust_model, qat_onnx=qat_onnx))
-    rows = [{"name": e.name, "precision": e.precision, "status": e.status,
-             "map": "" if e.map50_95 is None else f"{e.map50_95:.2f}",
-             "drop": "" if e.drop_map50_95 is None else f"{e.drop_map50_95:.2f}"} for e in report.artifacts]
-    return {"folder": folder, "rows": rows}
+    return {"folder": folder, "rows": report.brief_rows()}

@@ -17,6 +17,7 @@ ASSETS = Path(__file__).parent / "assets"
 DEMO_IMGSZ = 320
 DEMO_SEED = 0  # the demo weights were trained on seed-1000 images, so seed-0 data is unseen
 DEMO_TRAIN_SEED = 1000  # what fine-tuning the demo detectors learns from (never the seed-0 evaluation images)
+DEMO_TRAIN_IMAGES = 2000
 
 
 DEMO_ACTIVATIONS = ("silu", "relu6")
@@ -29,6 +30,12 @@ def demo_model(activation: str = "silu") -> Path:
         raise EdgeqError(f"there is no demo detector 'demo:{activation}'",
                          f"use one of: {', '.join('demo:' + a for a in DEMO_ACTIVATIONS)}")
     return ASSETS / f"demo-yolov8n-{activation}-{DEMO_IMGSZ}.pt"
+
+
+def demo_training_dataset(progress: bool = True) -> Path:
+    """Synthetic shapes to fine-tune the demo detectors on (`edgeq adapt`, `edgeq qat` without --data): seed-1000
+    images, like the ones they were trained on, never the seed-0 images exports calibrate and score on."""
+    return demo_dataset(train=DEMO_TRAIN_IMAGES, val=100, progress=progress, seed=DEMO_TRAIN_SEED)
 
 
 def demo_dataset(train: int, val: int, progress: bool = True, seed: int = DEMO_SEED) -> Path:

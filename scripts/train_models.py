@@ -31,18 +31,21 @@ The embedded demo detectors (edgeq/assets) came from
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the GPU machine runs this from a checkout, edgeq not installed
+
+from edgeq.train.swap import SWAPS  # the YAML spelling of each swap, shared with `edgeq adapt`)
+from edgeq.train.ultralytics_env import install_polars_stand_in
+
 ASSETS = REPO / "edgeq" / "assets"
 TRAIN_SEED = 1000  # synthetic data the weights learn from (and pick best.pt on)
 EVAL_SEED = 0  # edgeq's demo calibration/val data: held out from training
@@ -67,7 +70,6 @@ JOBS: dict[str, TrainJob] = {
     "hardhat-yolov8n-silu": TrainJob("yolov8n.yaml", "hardhat", 640, epochs=300),
     "hardhat-yolov8n-relu6": TrainJob("yolov8n.yaml", "hardhat", 640, activation="relu6", epochs=300),
 }
-ACTIVATIONS = {"relu6": "nn.ReLU6()", "relu": "nn.ReLU()"}
 
 
 def _offline_env(workdir: Path) -> None:
@@ -77,20 +79,11 @@ def _offline_env(workdir: Path) -> None:
     cfg = workdir / "yolo-config"
     cfg.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(cfg)
-    if importlib.util.find_spec("polars") is None:
-        stand_in = types.ModuleType("polars")
-
-        def read_csv(*_args, **_kwargs):
-            raise RuntimeError("polars is not installed: results.csv is not copied into the checkpoint")
-
-        stand_in.read_csv = read_csv
-        sys.modules["polars"] = stand_in
+    install_polars_stand_in()
 
 
 def _shapes_data(workdir: Path, train_images: int) -> tuple[Path, Path]:
     """(training data.yaml, held-out evaluation data.yaml) of the synthetic shapes, generated once."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from edgeq.synthetic import generate_dataset
 
     train_root = workdir / "data" / f"shapes-train-seed{TRAIN_SEED}-{train_images}"
@@ -111,7 +104,7 @@ def _model_yaml(name: str, job: TrainJob, workdir: Path) -> str:
     from ultralytics.nn.tasks import yaml_model_load
 
     cfg = yaml_model_load(job.model)
-    cfg["activation"] = ACTIVATIONS[job.activation]
+    cfg["activation"] = SWAPS[job.activation]
     for key in ("yaml_file", "scale"):
         cfg.pop(key, None)
     path = workdir / "cfg" / f"{Path(job.model).stem}-{job.activation}.yaml"

@@ -23,7 +23,6 @@ from edgeq.train.source import load_training_source, training_split, write_sanit
 from edgeq.train.swap import SWAPS, activation_counts, check_activation, swap_activations
 
 DEFAULT_EPOCHS = 40  # YOLOv8n, a few thousand 640 px images: about 10 minutes on one H200 (README)
-DEMO_TRAIN_IMAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,7 @@ def run_adapt(request: AdaptRequest) -> AdaptReport:
         train_yaml = eval_yaml = training_split(Path(request.data))
     else:
         log("no --data: fine-tuning on synthetic shapes (seed 1000), scoring on the demo's seed-0 images")
-        train_yaml = demo.demo_dataset(train=DEMO_TRAIN_IMAGES, val=100, progress=request.progress,
-                                       seed=demo.DEMO_TRAIN_SEED)
+        train_yaml = demo.demo_training_dataset(request.progress)
         eval_yaml = demo.demo_dataset(train=1, val=request.val_images or 300, progress=request.progress)
     from edgeq.data import load_dataset
 
@@ -207,11 +205,11 @@ def _fp32_maps(original: Path, adapted: Path, eval_yaml: Path, imgsz: int, reque
     from edgeq.head import HeadLayout
 
     dataset = load_dataset(eval_yaml)
-    results = []
+    results, eval_set = [], None
     for path in (original, adapted):
         runner, head, layout = open_any(path, HeadLayout.PIXEL, imgsz, None, dataset, request.trust_model
                                         and path == original)
-        eval_set = EvalSet(subsample(dataset.images("val"), request.val_images), head.nc)
+        eval_set = eval_set or EvalSet(subsample(dataset.images("val"), request.val_images), head.nc)
         with runner:
             results.append(evaluate(runner, layout, head, eval_set, desc=f"FP32 {path.name}",
                                     progress=request.progress).map50_95)

@@ -19,8 +19,7 @@ def training_environment(work: Path) -> Iterator[None]:
     from edgeq.env import offline_ultralytics
 
     offline_ultralytics()
-    if importlib.util.find_spec("polars") is None and "polars" not in sys.modules:
-        sys.modules["polars"] = _polars_stand_in()
+    install_polars_stand_in()
     from ultralytics.data import utils as data_utils
     from ultralytics.utils import checks
 
@@ -64,11 +63,15 @@ def _without_torchvision(init):
     return wrapped
 
 
-def _polars_stand_in() -> types.ModuleType:
+def install_polars_stand_in() -> None:
+    """Where polars is missing, a module whose read_csv raises: Ultralytics then stores no results table in the
+    checkpoint, and nothing else changes. Call before importing Ultralytics' trainer."""
+    if importlib.util.find_spec("polars") is not None or "polars" in sys.modules:
+        return
     stand_in = types.ModuleType("polars")
 
     def read_csv(*_args, **_kwargs):
         raise RuntimeError("polars is not installed: results.csv is not copied into the checkpoint")
 
     stand_in.read_csv = read_csv
-    return stand_in
+    sys.modules["polars"] = stand_in

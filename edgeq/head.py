@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq.hostside import OUTPUT_NAME, anchors
+
 HEAD_PREFIX = "edgeq_head/"
-OUTPUT_NAME = "output0"
 INPUT_NAME = "images"
 
 
@@ -75,13 +76,7 @@ class HeadSpec:
 
     def anchors(self) -> tuple[np.ndarray, np.ndarray]:
         """Anchor centres in grid units (A, 2) and the stride of each anchor (A,), as Ultralytics makes them."""
-        points, strides = [], []
-        for (h, w), s in zip(self.grids, self.strides):
-            sy, sx = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5, np.arange(w, dtype=np.float32) + 0.5,
-                                 indexing="ij")
-            points.append(np.stack([sx, sy], -1).reshape(-1, 2))
-            strides.append(np.full(h * w, s, dtype=np.float32))
-        return np.concatenate(points), np.concatenate(strides)
+        return anchors(self.strides, self.imgsz)
 
     def to_json(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

@@ -15,6 +15,7 @@ from edgeq.backend import (
     Backend,
     BackendOptions,
     BuildResult,
+    DeploySteps,
     Job,
     QuantAwareTraining,
     QuantPlan,
@@ -70,7 +71,7 @@ class OpenVINOBackend(Backend):
         artifacts = []
         if not job.primary_only:
             fp32 = core.read_model(str(job.full_onnx))
-            fp32_path = job.staging / "openvino-fp32" / "model.xml"
+            fp32_path = job.staging / job.target / "openvino-fp32" / "model.xml"
             ov.save_model(_at_batch(fp32, job.batch), str(fp32_path), compress_to_fp16=False)
             artifacts.append(self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR"))
         variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
@@ -79,7 +80,7 @@ class OpenVINOBackend(Backend):
             variants.append((False, "int8-attached-head", "int8",
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
         if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
-            path = job.staging / "openvino-int8-qat" / "model.xml"
+            path = job.staging / job.target / "openvino-int8-qat" / "model.xml"
             ov.save_model(_at_batch(core.read_model(str(_with_head(job))), job.batch), str(path),
                           compress_to_fp16=False)
             head = "decode head quantized too" if not opts.detach_head else "decode head in FP32"
@@ -89,7 +90,7 @@ class OpenVINOBackend(Backend):
                                                f"{opts.preset} preset"))
         kept = f"; {len(job.keep_float)} layer(s) kept in FP32" if job.keep_float else ""
         for detach, variant, precision, note in variants:
-            path = job.staging / f"openvino-{variant}" / "model.xml"
+            path = job.staging / job.target / f"openvino-{variant}" / "model.xml"
             quantized = self._quantize(core.read_model(str(job.full_onnx)), job, detach)  # calibrated at batch 1
             ov.save_model(_at_batch(quantized, job.batch), str(path), compress_to_fp16=False)
             artifacts.append(self._artifact(job, f"openvino-{variant}", variant,
@@ -97,6 +98,18 @@ class OpenVINOBackend(Backend):
                                             f"{note}; {opts.preset} preset; calibration {job.calibration_method}"
                                             f"{kept}"))
         return BuildResult(artifacts)
+
+    def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps:
+        version = import_openvino().__version__.split("-")[0]
+        return DeploySteps(
+            runtime=f"OpenVINO Runtime {version} (`pip install openvino=={version}`; the IR loads in any later "
+                    "release)",
+            device_needs="an x86-64 CPU (AVX2; VNNI or AMX runs INT8 fastest), Python 3 with numpy and "
+                         "opencv-python-headless, and OpenVINO Runtime",
+            script=HERE / "kit_infer.py",
+            input_note="The IR takes that float32 tensor as it is; its first layers quantize it to INT8.",
+            run_example="python3 infer.py image.jpg                # the default file, on the CPU\n"
+                        "python3 infer.py image.jpg --model openvino-fp32/model.xml --device GPU")
 
     def quantization_aware(self, target: str) -> type[QuantAwareTraining]:
         return NNCFQuantAwareTraining

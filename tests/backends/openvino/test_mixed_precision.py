@@ -42,7 +42,7 @@ def test_search_keeps_the_ruinous_layer_in_fp32_and_meets_the_budget(cli, tmp_pa
     assert chosen["drop_map50_95"] <= 1.0 and {OUTLIER_LAYER, OUTLIER_SILU} <= set(chosen["kept"])
     assert chosen["latency_ms"] > 0  # OpenVINO runs here: every step is timed beside the FP32 IR
     # the search changed the artifact: in the chosen IR the layer reads a float input, in the default it did not
-    assert OUTLIER_LAYER in _quantized_inputs(out / "openvino-int8" / "model.xml")
+    assert OUTLIER_LAYER in _quantized_inputs(out / "openvino" / "openvino-int8" / "model.xml")
     assert OUTLIER_LAYER not in _quantized_inputs(out / chosen["path"])
     assert "fp32 (NNCF ignored scope)" in (out / "report.md").read_text()
 
@@ -58,7 +58,7 @@ def test_calibration_method_changes_the_ranges_and_entropy_is_refused(cli, tmp_p
         assert code == 0, err
         report = json.loads((out / "report.json").read_text())
         assert report["calibration"]["used"] == method and "native: NNCF" in report["calibration"]["how"]
-        model = ov.Core().read_model(str(out / "openvino-int8" / "model.xml"))
+        model = ov.Core().read_model(str(out / "openvino" / "openvino-int8" / "model.xml"))
         highs[method] = np.array([float(op.input_value(2).get_node().get_data().max()) for op in model.get_ops()
                                   if op.get_type_name() == "FakeQuantize" and op.get_output_element_type(0).is_real()
                                   and op.input_value(0).get_node().get_type_name() != "Constant"])

@@ -43,6 +43,7 @@ def test_qat_builds_the_trained_ir_beside_the_ptq_one(qat_run):
     head_fq = [op for op in ir.get_ops() if op.get_type_name() == "FakeQuantize"
                and "/head/" in " ".join(i.get_node().get_friendly_name() for i in op.output(0).get_target_inputs())]
     assert head_fq, "the decode head was trained quantized, so its IR must quantize it too"
+    assert qat["size_mb"] < 1.3 * ptq["size_mb"]  # weights stored as INT8, not FP32 behind a FakeQuantize
 
 
 def test_qat_report_records_training(qat_run):

@@ -84,6 +84,7 @@ class Artifact:
     note: str = ""
     open_runner: Callable[[], Runner] | None = None  # None: nothing here can run it (not-built)
     measure_latency: bool = False  # only where the timing means something for the target (its own runtime)
+    slow_evaluation: bool = False  # scoring it takes minutes (reference kernels): `--fast` scores a subset
     extra: dict[str, Any] = field(default_factory=dict)  # backend figures for the report (merged quantizers, ...)
     companions: tuple[Path, ...] = ()  # files deployed with it: host-decoder JSON, calibration cache, build script
     files: tuple[Path, ...] = ()  # what the model itself is made of (OpenVINO: .xml + .bin); empty: `path` alone
@@ -140,6 +141,22 @@ class BuildResult:
 
     artifacts: list[Artifact]
     findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeploySteps:
+    """What a target's deploy kit (edgeq.deploy) says beyond the host side every kit shares: which runtime runs
+    the artifact on the device, what to do there before it runs, and the family's inference script."""
+
+    runtime: str  # what runs the artifact on the device, e.g. "OpenVINO Runtime (pip install openvino)"
+    device_needs: str  # what the device must have installed
+    script: Path  # the family's inference script (a file of the backend), shipped as infer.py
+    build: tuple[str, ...] = ()  # commands to run on the device (or its build host) before inference
+    input_note: str = ""  # how the runtime takes the input beyond the shared letterbox (quantized, formats)
+    run_example: str = "python3 infer.py image.jpg"  # the command that runs the default artifact
+    # artifact file (relative to the target folder) -> the files the device runs instead, made by `build`
+    # (the Edge TPU's *_edgetpu.tflite, a TensorRT engine)
+    device_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class QuantAwareTraining(ABC):
@@ -231,6 +248,10 @@ class Backend(ABC):
 
     def runner_for(self, path: Path) -> Runner | None:
         """A runner for a file this family runs (used by `edgeq eval` on artifacts made elsewhere)."""
+        return None
+
+    def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps | None:
+        """How `job`'s artifacts are deployed; None: the family ships no deploy kit."""
         return None
 
     def quantization_aware(self, target: str) -> type[QuantAwareTraining]:

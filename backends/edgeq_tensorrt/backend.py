@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgeq.backend import (
     Artifact,
@@ -25,6 +25,7 @@ from edgeq.backend import (
     BackendOptions,
     BuildResult,
     Command,
+    DeploySteps,
     Job,
     QuantPlan,
     TargetProfile,
@@ -71,8 +72,20 @@ class DLAOptions(BackendOptions):
         return str(value)
 
 
+class TensorRTDeploy(BaseModel):
+    """What the target's deploy kit says (edgeq.deploy): the device, its TensorRT, what to build there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_needs: str
+    build: tuple[str, ...]
+    run_example: str
+    input_note: str = ""
+
+
 class TensorRTProfile(TargetProfile):
     build: Literal["gpu-qdq", "dla-cache"]  # which of the family's build pipelines the target uses
+    deploy: TensorRTDeploy
 
 
 class TensorRTBackend(Backend):
@@ -106,6 +119,13 @@ class TensorRTBackend(Backend):
             return _PIPELINES[job.profile.build]().build(job, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps:
+        deploy: TensorRTDeploy = job.profile.deploy
+        return DeploySteps(runtime="TensorRT's Python bindings with cuda-python (the engine is built on the device "
+                           "itself: engines do not move between TensorRT versions or GPUs)",
+                           device_needs=deploy.device_needs, script=HERE / "kit_infer.py", build=deploy.build,
+                           input_note=deploy.input_note, run_example=deploy.run_example)
 
     def quantization_aware(self, target: str):
         from edgeq_tensorrt.qat import ModelOptQuantAwareTraining

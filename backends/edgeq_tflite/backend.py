@@ -17,14 +17,25 @@ inside functions, so this module imports with the core dependencies only.
 from __future__ import annotations
 
 import dataclasses
-
 import shutil
 import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, QuantPlan, TargetProfile, load_profiles
+from pydantic import BaseModel, ConfigDict
+
+from edgeq.backend import (
+    Artifact,
+    Backend,
+    BackendOptions,
+    BuildResult,
+    DeploySteps,
+    Job,
+    QuantPlan,
+    TargetProfile,
+    load_profiles,
+)
 from edgeq.errors import EdgeqError, StageError
 from edgeq.head import HeadLayout
 from edgeq.rules import Finding, RuleTable, Severity
@@ -32,7 +43,6 @@ from edgeq_tflite import predicates  # noqa: F401  (registers the checks the rul
 from edgeq_tflite.options import OPTIONS
 
 HERE = Path(__file__).parent
-INSTALL_FIX = "pip install 'edgeq[tflite]' && pip install --no-deps onnx2tf==1.28.8 tf_keras==2.21.0"
 _HEAD_NOTES = {
     "detached": "INT8 body, box/class logits per scale as separate tensors; DFL, box decode and sigmoid run on "
                 "the host in FP32 (edgeq.evaluate.decode.decode_detached with {head_json})",
@@ -47,8 +57,21 @@ def log(message: str) -> None:
     print(f"edgeq: {message}", file=sys.stderr, flush=True)
 
 
+class TFLiteDeploy(BaseModel):
+    """What the target's deploy kit says (edgeq.deploy): the device, its runtime, the delegate infer.py loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_needs: str
+    runtime: str
+    delegate: str | None = None  # None: the CPU runs the file
+    compiled_suffix: str | None = None  # the device runs <stem><suffix>.tflite, made by `build`
+    build: tuple[str, ...] = ()
+
+
 class TFLiteProfile(TargetProfile):
     compiler: str | None = None  # the accelerator's compiler run on each .tflite (edgetpu_compiler)
+    deploy: TFLiteDeploy
 
 
 class TFLiteBackend(Backend):
@@ -56,13 +79,10 @@ class TFLiteBackend(Backend):
     extra = "tflite"
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx",
                                            "psutil", "ai_edge_litert")
-    tools = ("tensorflow-cpu", "tensorflow", "onnx2tf", "ai-edge-litert")
+    tools = ("tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert")
     profiles = load_profiles(HERE / "profiles.yaml", TFLiteProfile)
 
     # --- availability ---------------------------------------------------------------------------------------
-
-    def install_hint(self) -> str:
-        return INSTALL_FIX
 
     def options_model(self, target: str) -> type[BackendOptions]:
         return OPTIONS[target]
@@ -79,6 +99,22 @@ class TFLiteBackend(Backend):
         from edgeq_tflite.runner import LiteRTRunner
 
         return LiteRTRunner(path) if Path(path).suffix.lower() == ".tflite" else None
+
+    def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps:
+        deploy: TFLiteDeploy = job.profile.deploy
+        folder = job.staging / job.target
+        files = [a.path.relative_to(folder) for a in artifacts if a.path.is_relative_to(folder)]
+        compiled = {str(f): (str(f.with_name(f"{f.stem}{deploy.compiled_suffix}.tflite")),)
+                    for f in files} if deploy.compiled_suffix else {}
+        default = next((a for a in artifacts if a.path.is_relative_to(folder)), None)
+        run = compiled.get(str(default.path.relative_to(folder)), (None,))[0] if default else None
+        example = "python3 infer.py image.jpg" + (f" --model {run}" if run else "") + \
+            (f" --delegate {deploy.delegate}" if deploy.delegate else "")
+        note = ("The model takes NHWC {dtype} input: infer.py transposes the letterboxed tensor and quantizes it "
+                "with the input tensor's own scale and zero point (both in the file); outputs are dequantized "
+                "with theirs.").format(dtype=job.options.io_dtype)
+        return DeploySteps(runtime=deploy.runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
+                           build=deploy.build, input_note=note, run_example=example, device_files=compiled)
 
     def quant_plan(self, job: Job) -> QuantPlan:
         """Full integer: the decode head is quantized unless the first (deployable) head treatment detaches it."""
@@ -191,7 +227,8 @@ class TFLiteBackend(Backend):
             precision="int8+fp32-head" if layout is HeadLayout.DETACHED else "int8", layout=layout,
             status=job.profile.figures, note=note,
             open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, reference_kernels=reference),
-            measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions))
+            measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions),
+            slow_evaluation=reference)
 
     def _compile(self, job: Job, path: Path, log_dir: Path, extra: dict, companions: list[Path]) -> str:
         """The Edge TPU compiler where it is on PATH; else the script that runs it on a host that has it."""

@@ -61,7 +61,7 @@ def test_int8_ir_is_really_quantized(demo_export):
     ov = import_openvino()
 
     out, report = demo_export
-    model = ov.Core().read_model(str(out / "openvino-int8" / "model.xml"))
+    model = ov.Core().read_model(str(out / "openvino" / "openvino-int8" / "model.xml"))
     fake_quantize = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
     head_fq = [op for op in fake_quantize if "edgeq_head" in op.get_friendly_name()]
     assert len(fake_quantize) > 50 and not head_fq
@@ -70,9 +70,53 @@ def test_int8_ir_is_really_quantized(demo_export):
 def test_eval_command_reproduces_report(demo_export, cli):
     out, report = demo_export
     expected = {a["name"]: a["map50_95"] for a in report["artifacts"]}["openvino-int8"]
-    code, stdout, err = cli("eval", out / "openvino-int8" / "model.xml", "--val-images", "200", "--no-progress")
+    code, stdout, err = cli("eval", out / "openvino" / "openvino-int8" / "model.xml", "--val-images", "200",
+                            "--no-progress")
     assert code == 0, err
     assert f"| {expected:.2f} |" in stdout
+
+
+def test_deploy_kit_runs_and_prints_what_the_evaluator_sees(demo_export):
+    """DEPLOY.md and infer.py in openvino/; the script, run as a user would, prints the detections edgeq's own
+    runner and decoder give on the same image."""
+    import subprocess
+    import sys
+
+    from deploy_testlib import evaluator_detections, parse_detections
+    from edgeq_openvino.runner import OpenVINORunner
+
+    out, report = demo_export
+    kit = out / "openvino"
+    deploy = (kit / "DEPLOY.md").read_text()
+    assert "## What to copy to the device" in deploy and "`openvino-int8/model.xml` (default)" in deploy
+    assert "python3 infer.py image.jpg" in deploy and "OpenVINO Runtime" in deploy
+    image = _first_val_image(report)
+    for model in ("openvino-int8/model.xml", "openvino-fp32/model.xml"):
+        run = subprocess.run([sys.executable, str(kit / "infer.py"), str(image), "--model", model],
+                             capture_output=True, text=True, check=False, cwd=out.parent)
+        assert run.returncode == 0, run.stderr
+        printed = parse_detections(run.stdout)
+        expected = evaluator_detections(OpenVINORunner(kit / model), kit, image)
+        assert len(printed) == len(expected) > 0
+        for got, want in zip(printed, expected):
+            assert got[0] == want[0] and abs(got[1] - want[1]) < 2e-3 and max(abs(a - b) for a, b in
+                                                                               zip(got[2:], want[2:])) < 0.5
+
+
+def test_deploy_kit_rejects_a_file_that_is_not_its_own(demo_export, tmp_path):
+    import subprocess
+    import sys
+
+    out, report = demo_export
+    run = subprocess.run([sys.executable, str(out / "openvino" / "infer.py"), str(_first_val_image(report)),
+                          "--model", str(tmp_path / "other.xml")], capture_output=True, text=True, check=False)
+    assert run.returncode == 2 and "is not an artifact of this kit" in run.stderr and "Traceback" not in run.stderr
+
+
+def _first_val_image(report):
+    from edgeq.data import load_dataset
+
+    return sorted(load_dataset(report["data"]["source"]).images("val"))[0]
 
 
 def test_export_writes_nothing_outside_output_and_cache(tmp_path):

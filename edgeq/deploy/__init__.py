@@ -1,0 +1,1 @@
+"""Deploy kits: in each target's folder, what a device needs to run its artifacts (edgeq.deploy.kit)."""

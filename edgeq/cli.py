@@ -1,4 +1,5 @@
-"""`edgeq` command line. Exit codes: 0 ok, 2 bad input or usage, 3 --max-drop exceeded."""
+"""`edgeq` command line. Exit codes: 0 ok, 2 bad input or usage, 3 --max-drop exceeded, 4 a target of a
+`--target all` / list run failed (the others' results were written)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from edgeq.fallback import ALLOW_FLAG, REFUSE_FLAG
 EXPORT_EPILOG = """\
 examples:
   edgeq export --target openvino                      the embedded demo: synthetic data, demo detector, 320 px
+  edgeq export --target all                           every target, one intake, one matrix report
+  edgeq export --target openvino,edgetpu,dla --model best.pt --data data.yaml --max-drop 1.0 --fast
   edgeq export --recipe intel-cpu-openvino --model best.pt --data data.yaml --out out/ov
   edgeq export --target openvino --set options.preset=performance --max-drop 1.0
   edgeq export --target dla --model best.pt --data data.yaml --max-drop 50%    over budget: keep the most
@@ -20,9 +23,11 @@ examples:
   edgeq export --recipe jetson-orin-nano-dla --no-fallback          DLA only: a standalone loadable
   edgeq export --target edgetpu --model yolo11n.yaml --allow-fallback   SiLU ops may run on the host CPU
 
-The output folder gets the artifacts, report.md (the table), report.json and report.png (search.png and
-search/step-N/ when --max-drop searched). Nothing is written there until the whole export succeeded; an
-existing folder is only replaced with --force. `edgeq analyze` ranks the layers the search would keep.
+The output folder gets report.md (the table), report.json and report.png (search.png and search/step-N/ when
+--max-drop searched), and <target>/ with the artifacts and the deploy kit (DEPLOY.md, infer.py). With several
+targets, report.* compare them all and each <target>/ has its own report. Nothing is written there until the
+whole export succeeded; an existing folder is only replaced with --force. `edgeq analyze` ranks the layers the
+search would keep.
 """
 
 
@@ -107,7 +112,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_job_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
     """What `export` and `analyze` share: which target, model and data, recipe edits, output and safety flags."""
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--target", "-t", help="target name (see `edgeq targets`)")
+    which.add_argument("--target", "-t", help="target name (see `edgeq targets`); export also takes a comma list "
+                       "or all")
     which.add_argument("--recipe", "-r", help="recipe name or YAML path (see `edgeq recipes`)")
     parser.add_argument("--model", "-m", help="Ultralytics detection .pt or model .yaml, or a packaged name such as "
                         "yolo11n.yaml (default: the demo detector; demo:relu6 is its ReLU6 twin)")
@@ -147,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                         "may lose, or a share of what default PTQ loses (50%%: win back half); over it, the "
                         "mixed-precision search keeps the most sensitive layers in higher precision; exit 3 if no "
                         "step is within it")
+    export.add_argument("--fast", action="store_true", help="with several targets: score the artifacts that "
+                        "run on LiteRT's slow reference kernels (edgetpu, nxp) on the first 100 evaluation images "
+                        "(the report says so)")
     export.add_argument("--qat-onnx", type=Path, metavar="PATH", help="also build the graph `edgeq qat` trained "
                         "for this target, beside the PTQ artifacts (PTQ and QAT side by side in the report)")
     fallback = export.add_mutually_exclusive_group()
@@ -312,6 +321,7 @@ def _qat(args) -> int:
 
 
 def _export(args) -> int:
+    from edgeq.matrix.run import is_target_list
     from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
 
     if args.max_drop is not None and args.max_drop.strip().startswith("-"):
@@ -319,6 +329,10 @@ def _export(args) -> int:
                          "give the mAP50-95 points the INT8 artifact may lose (--max-drop 0.5) or a share of the "
                          "default loss (--max-drop 50%)")
     recipe = _job_recipe(args, batch=args.batch, lists={"max_drop": args.max_drop})
+    if is_target_list(args.target):
+        return _export_matrix(args, recipe)
+    if args.fast:
+        raise EdgeqError("--fast applies to runs of several targets", "drop --fast, or pass --target all or a list")
     out = args.out or Path("edgeq-out") / recipe.target
     report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
                                       fallback_flag=getattr(args, "fallback_flag", None),
@@ -329,8 +343,32 @@ def _export(args) -> int:
         steps = report.search["steps"]
         print(f"\nmixed-precision search: {len(steps) - 1} step(s), {report.search['stopped']}"
               + (f"; chosen {report.search['chosen']}" if report.search["chosen"] else ""))
-    print(f"\nwritten to {out}/ (report.md, report.json, report.png)")
+    print(f"\nwritten to {out}/ (report.md, report.json, report.png; {recipe.target}/DEPLOY.md)")
     enforce_max_drop(report, recipe)
+    return 0
+
+
+def _export_matrix(args, recipe) -> int:
+    from edgeq.errors import AccuracyGateError, TargetsFailedError
+    from edgeq.matrix.run import MatrixRequest, run_matrix
+
+    if args.qat_onnx is not None:
+        raise EdgeqError("--qat-onnx is a graph trained for one target", "export that target alone with --qat-onnx")
+    out = args.out or Path("edgeq-out") / ("all" if recipe.target == "all" else recipe.target.replace(",", "+"))
+    matrix = run_matrix(MatrixRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
+                                      fallback_flag=getattr(args, "fallback_flag", None),
+                                      progress=not args.no_progress, trust_model=args.trust_model, fast=args.fast))
+    print(matrix.table())
+    print(f"\nwritten to {out}/ (report.md, report.json, report.png; <target>/ with its report and DEPLOY.md)")
+    if failed := matrix.failed():
+        raise TargetsFailedError(f"{len(failed)} target(s) failed: " + "; ".join(f"{o.target}: {o.reason}"
+                                                                                  for o in failed),
+                                 f"the others are in {out}/; fix the cause above, or leave the target out")
+    if over := matrix.over_budget():
+        raise AccuracyGateError(f"{', '.join(f'{e.name} loses {e.drop_map50_95:.2f}' for e in over)} mAP50-95 "
+                                f"points, over --max-drop {recipe.max_drop}",
+                                "export that target alone with --max-drop: its mixed-precision search keeps the "
+                                "most sensitive layers in higher precision")
     return 0
 
 

@@ -41,3 +41,9 @@ class AccuracyGateError(EdgeqError):
     """--max-drop was exceeded: the artifacts were written, but CI should fail."""
 
     exit_code = 3
+
+
+class TargetsFailedError(EdgeqError):
+    """`--target all` (or a list): some targets failed to build; the others' results and the report were written."""
+
+    exit_code = 4

@@ -49,8 +49,20 @@ def check_output_folder(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
     if out.exists() and any(out.iterdir()) and not force:
-        raise EdgeqError(f"output folder '{out}' already holds files",
+        raise EdgeqError(f"output folder '{out}' already holds {_previous_run(out)}",
                          "choose another --out, or pass --force to replace its contents")
+
+
+def _previous_run(out: Path) -> str:
+    """What is in an output folder, in words: a previous export (and for which target), or just files."""
+    import json
+
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return "files"
+    target = (report.get("recipe") or {}).get("target") or report.get("targets_requested")
+    return f"a previous export (target {target})" if target else "a previous export"
 
 
 def validated_options(backend: Backend, recipe: Recipe):
@@ -80,6 +92,39 @@ def resolve_data(recipe: Recipe, progress: bool = True) -> Path:
 
 
 def take_in(request: IntakeRequest, backend: Backend, options, staging: Path, timer) -> Intake:
+    return take_in_shared(request, staging, timer).for_target(backend, request.recipe, options, request, staging)
+
+
+@dataclass
+class SharedIntake:
+    """What every target of a run starts from: the model, the data with its calibration and evaluation subsets,
+    the FP32 ONNX pair, and the calibration images (decoded once, see ImageBatches)."""
+
+    detector: object  # edgeq.model.Detector
+    data_path: Path
+    dataset: object  # edgeq.data.Dataset
+    calib_paths: list[Path]
+    eval_set: EvalSet
+    onnx_models: object  # edgeq.model.OnnxModels
+    calibration: ImageBatches
+
+    @property
+    def head(self):
+        return self.detector.head
+
+    def for_target(self, backend: Backend, recipe: Recipe, options, request: IntakeRequest,
+                   staging: Path) -> Intake:
+        """The backend's Job for one target (its options, fallback policy and --keep-float checked)."""
+        job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
+                       fallback_flag=request.fallback_flag, head=self.head, body_onnx=self.onnx_models.body,
+                       full_onnx=self.onnx_models.full, calibration=self.calibration, staging=staging,
+                       activations=self.detector.activations, progress=request.progress, batch=recipe.batch)
+        job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float, backend)))
+        return Intake(detector=self.detector, data_path=self.data_path, dataset=self.dataset,
+                      calib_paths=self.calib_paths, eval_set=self.eval_set, job=job)
+
+
+def take_in_shared(request: IntakeRequest, staging: Path, timer) -> SharedIntake:
     from edgeq.model import export_onnx, load_detector
 
     recipe = request.recipe
@@ -101,13 +146,8 @@ def take_in(request: IntakeRequest, backend: Backend, options, staging: Path, ti
         f"{'' if detector.trained else ' (untrained YAML: mAP is meaningless)'}")
     with timer.stage("onnx"):
         onnx_models = export_onnx(detector, staging)
-    job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
-                   fallback_flag=request.fallback_flag, head=head, body_onnx=onnx_models.body,
-                   full_onnx=onnx_models.full, calibration=ImageBatches(calib_paths, imgsz), staging=staging,
-                   activations=detector.activations, progress=request.progress, batch=recipe.batch)
-    job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float, backend)))
-    return Intake(detector=detector, data_path=data_path, dataset=dataset, calib_paths=calib_paths,
-                  eval_set=eval_set, job=job)
+    return SharedIntake(detector=detector, data_path=data_path, dataset=dataset, calib_paths=calib_paths,
+                        eval_set=eval_set, onnx_models=onnx_models, calibration=ImageBatches(calib_paths, imgsz))
 
 
 def check_keep_float(job: Job, names: list[str], backend: Backend) -> list[str]:

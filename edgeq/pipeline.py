@@ -65,14 +65,79 @@ def run_export(request: ExportRequest) -> Report:
 
 
 def _export(request: ExportRequest, backend: Backend, options, staging: Path) -> Report:
-    from edgeq.analyze.calibration import choose_method
     from edgeq.intake import IntakeRequest, take_in
+
+    timer = StageTimer()
+    intake = take_in(IntakeRequest(request.recipe, request.allow_fallback, request.fallback_flag, request.progress,
+                                   request.trust_model), backend, options, staging, timer)
+    shared = evaluate_shared(intake.detector, intake.eval_set, intake.job.full_onnx, request.recipe, request.progress,
+                             timer)
+    return export_target(request, backend, intake, shared, staging, timer, report_folder=staging)
+
+
+@dataclass
+class SharedResults:
+    """What every artifact of a run is compared against, evaluated once: the FP32 PyTorch reference and the FP32
+    ONNX every target starts from (same images, same evaluator)."""
+
+    reference: dict  # the report's reference row
+    ref_map: float
+    onnx_fp32: ArtifactEntry
+    settings: EvalSettings
+    sample: object  # one preprocessed image, for timing
+    eval_set: EvalSet
+    fast_images: int | None = None  # --fast: slow (reference-kernel) evaluations use this many images
+    _subset_ref: float | None = None
+
+    def subset(self) -> EvalSet:
+        return EvalSet(self.eval_set.images[:self.fast_images], self.eval_set.nc)
+
+    def subset_ref_map(self, detector, head, progress: bool) -> float:
+        """The FP32 reference on the --fast subset, so a subset artifact's drop compares the same images."""
+        if self._subset_ref is None:
+            from edgeq.runners.torch import TorchRunner
+
+            with TorchRunner(detector.module) as runner:
+                layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
+                self._subset_ref = evaluate(runner, layout, head, self.subset(), self.settings,
+                                            "reference (subset)", progress).map50_95
+        return self._subset_ref
+
+
+def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe, progress: bool, timer,
+                    fast_images: int | None = None) -> SharedResults:
+    """The reference and the FP32 ONNX, scored once per run; `fast_images` sets SharedResults.fast_images."""
     from edgeq.runners.onnxruntime import OnnxRuntimeRunner
     from edgeq.runners.torch import TorchRunner
 
-    recipe, timer = request.recipe, StageTimer()
-    intake = take_in(IntakeRequest(recipe, request.allow_fallback, request.fallback_flag, request.progress,
-                                   request.trust_model), backend, options, staging, timer)
+    head = detector.head
+    settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
+    sample = preprocess(read_image(eval_set.images[0]), head.imgsz)[0]
+    with timer.stage("reference"):
+        with TorchRunner(detector.module) as runner:
+            # an end-to-end head selects its detections inside the PyTorch module (Ultralytics' own top-k)
+            ref_layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
+            ref = evaluate(runner, ref_layout, head, eval_set, settings, "reference (pytorch)", progress)
+            runtime = runner.runtime
+        onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=full_onnx,
+                             precision="fp32", layout=HeadLayout.PIXEL, status="measured",
+                             note="FP32 ONNX every target starts from",
+                             open_runner=lambda: OnnxRuntimeRunner(full_onnx))
+        entry = _evaluate_artifact(onnx_fp32, head, eval_set, settings, ref.map50_95, full_onnx.parent, progress)
+    reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
+                 "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
+    fast = fast_images if fast_images and fast_images < len(eval_set) else None
+    return SharedResults(reference=reference, ref_map=ref.map50_95, onnx_fp32=entry, settings=settings,
+                         sample=sample, eval_set=eval_set, fast_images=fast)
+
+
+def export_target(request: ExportRequest, backend: Backend, intake, shared: SharedResults, staging: Path, timer,
+                  report_folder: Path) -> Report:
+    """One target of a run: check -> calibrate -> build -> evaluate its artifacts against the shared reference
+    -> time -> search (when --max-drop asks) -> deploy kit -> report (written into `report_folder`)."""
+    from edgeq.analyze.calibration import choose_method
+
+    recipe = request.recipe
     job, head, eval_set, detector = intake.job, intake.head, intake.eval_set, intake.detector
     if request.qat_onnx is not None:
         job = replace(job, qat_onnx=Path(request.qat_onnx).resolve())
@@ -97,30 +162,34 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
         log(finding.one_line())
     artifacts, findings = built.artifacts, [*findings, *built.findings]
 
-    settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
-    sample = preprocess(read_image(eval_set.images[0]), head.imgsz)[0]
+    settings, sample = shared.settings, shared.sample
     with timer.stage("evaluate"):
-        with TorchRunner(detector.module) as runner:
-            # an end-to-end head selects its detections inside the PyTorch module (Ultralytics' own top-k)
-            ref_layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
-            ref = evaluate(runner, ref_layout, head, eval_set, settings, "reference (pytorch)", request.progress)
-            runtime = runner.runtime
-        onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=job.full_onnx,
-                             precision="fp32", layout=HeadLayout.PIXEL, status="measured",
-                             note="FP32 ONNX every target starts from",
-                             open_runner=lambda: OnnxRuntimeRunner(job.full_onnx))
-        entries = [_evaluate_artifact(a, head, eval_set, settings, ref.map50_95, staging, request.progress)
-                   for a in [onnx_fp32, *artifacts]]
+        entries = [replace(shared.onnx_fp32)]
+        for artifact in artifacts:
+            if shared.fast_images and artifact.slow_evaluation:
+                subset_ref = shared.subset_ref_map(detector, head, request.progress)
+                entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging,
+                                           request.progress)
+                entry.note = (f"{entry.note}; --fast: scored on the first {shared.fast_images} evaluation images "
+                              f"(drop against FP32 on the same images)").lstrip("; ")
+                entry.extra = {**entry.extra, "evaluation_images": shared.fast_images}
+            else:
+                entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging,
+                                           request.progress)
+            entries.append(entry)
     throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, request.progress)
     search = None
     primary = primary_entry(entries)
     budget = recipe.budget(primary.drop_map50_95) if primary else None
     if budget is not None and recipe.search.enabled and primary.drop_map50_95 > budget:
         with timer.stage("search"):
-            search = _search(job, backend, plan, analysis, primary, artifacts, entries, ref.map50_95, eval_set,
+            search = _search(job, backend, plan, analysis, primary, artifacts, entries, shared.ref_map, eval_set,
                              settings, sample, recipe, staging, budget)
-    reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
-                 "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
+    steps = backend.deploy_steps(job, artifacts)
+    if steps is not None:
+        from edgeq.deploy.kit import write_kit
+
+        write_kit(staging / recipe.target, job, artifacts, entries, steps, detector.source.name)
     report = Report(
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
         model={"source": str(detector.source), "imgsz": head.imgsz, "batch": recipe.batch, "nc": head.nc,
@@ -131,13 +200,14 @@ def _export(request: ExportRequest, backend: Backend, options, staging: Path) ->
               "labels": asdict(eval_set.label_stats), "calib_split": recipe.calibration.split,
               "calib_images": len(intake.calib_paths), "val_split": recipe.evaluation.split,
               "val_images": len(eval_set)},
-        reference=reference, artifacts=entries,
+        reference=dict(shared.reference), artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}
                                     if f.remedy else {})} for f in findings],
         timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
         keep_float=list(job.keep_float), search=asdict(search) if search else None)
-    report.write(staging)
+    report_folder.mkdir(parents=True, exist_ok=True)
+    report.write(report_folder)
     return report
 
 

@@ -1,4 +1,11 @@
-"""What the small ONNX Runtime test targets share."""
+"""Small real test targets on ONNX Runtime (no OpenVINO needed) and what they share: `ort-int8` and `ort-int8-b`
+(ONNX Runtime's static INT8 quantizer on the whole model), `failing` (its converter crashes), `exotic` (its
+dependency is not installed)."""
+
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile
+from edgeq.errors import StageError
+from edgeq.head import HeadLayout
+from edgeq.runners.onnxruntime import OnnxRuntimeRunner
 
 
 def calibration_reader(job):
@@ -14,3 +21,55 @@ def calibration_reader(job):
             return None if item is None else {"images": item}
 
     return Reader()
+
+
+class OrtOptions(BackendOptions):
+    quantize: bool = True
+
+
+class OrtInt8Backend(Backend):
+    """ONNX Runtime's static INT8 quantizer on the full model, head included (the naive export)."""
+
+    family, extra, requires = "ort-test", "ort-test", ("onnxruntime",)
+    profiles = {name: TargetProfile(description="test target", accelerator="CPU", figures="emulated",
+                                    latency_meaningful=False, fallback_default=True)
+                for name in ("ort-int8", "ort-int8-b")}
+
+    def options_model(self, target):
+        return OrtOptions
+
+    def check(self, job: Job):
+        return []
+
+    def build(self, job: Job):
+        from onnxruntime.quantization import QuantFormat, quantize_static
+
+        out = job.staging / job.target / "model-int8.onnx"  # the contract: artifacts in the target's folder
+        out.parent.mkdir(parents=True, exist_ok=True)
+        quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ)
+        return BuildResult([Artifact(name=job.target, target=job.target, variant="int8", path=out, precision="int8",
+                                     layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
+                                     open_runner=lambda: OnnxRuntimeRunner(out))])
+
+
+class FailingBackend(OrtInt8Backend):
+    profiles = {"failing": TargetProfile(description="always fails in its converter", accelerator="CPU",
+                                         figures="emulated", latency_meaningful=False, fallback_default=True)}
+
+    def build(self, job: Job):
+        (job.staging / job.target).mkdir(parents=True, exist_ok=True)
+        (job.staging / job.target / "half-written.bin").write_bytes(b"x" * 100)
+        log = job.staging.parent / "failing-convert.log"
+        log.write_text("converter said: boom\n")
+        raise StageError("convert", "the converter crashed", str(log))
+
+
+class MissingDepBackend(OrtInt8Backend):
+    extra, requires = "exotic", ("no_such_module_for_edgeq",)
+    profiles = {"exotic": TargetProfile(description="needs a module that is not installed", accelerator="CPU",
+                                        figures="emulated", latency_meaningful=False, fallback_default=True)}
+
+
+def toy_plugins() -> dict:
+    ort = OrtInt8Backend()
+    return {"ort-int8": ort, "ort-int8-b": ort, "failing": FailingBackend(), "exotic": MissingDepBackend()}

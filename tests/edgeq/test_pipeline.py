@@ -7,63 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from ort_testlib import toy_plugins
 
 import edgeq.backend as backend_module
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile
-from edgeq.errors import StageError
-from edgeq.head import HeadLayout
-from edgeq.runners.onnxruntime import OnnxRuntimeRunner
-
-
-class OrtOptions(BackendOptions):
-    quantize: bool = True
-
-
-class OrtInt8Backend(Backend):
-    """ONNX Runtime's static INT8 quantizer on the full model, head included (the naive export)."""
-
-    family, extra, requires = "ort-test", "ort-test", ("onnxruntime",)
-    profiles = {"ort-int8": TargetProfile(description="test target", accelerator="CPU", figures="emulated",
-                                          latency_meaningful=False, fallback_default=True)}
-
-    def options_model(self, target):
-        return OrtOptions
-
-    def check(self, job: Job):
-        return []
-
-    def build(self, job: Job):
-        from onnxruntime.quantization import QuantFormat, quantize_static
-        from ort_testlib import calibration_reader
-
-        out = job.staging / "model-int8.onnx"
-        quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ)
-        return BuildResult([Artifact(name="ort-int8", target="ort-int8", variant="int8", path=out, precision="int8",
-                                     layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
-                                     open_runner=lambda: OnnxRuntimeRunner(out))])
-
-
-class FailingBackend(OrtInt8Backend):
-    profiles = {"failing": TargetProfile(description="always fails in its converter", accelerator="CPU",
-                                         figures="emulated", latency_meaningful=False, fallback_default=True)}
-
-    def build(self, job: Job):
-        (job.staging / "half-written.bin").write_bytes(b"x" * 100)
-        log = job.staging.parent / "failing-convert.log"
-        log.write_text("converter said: boom\n")
-        raise StageError("convert", "the converter crashed", str(log))
-
-
-class MissingDepBackend(OrtInt8Backend):
-    extra, requires = "exotic", ("no_such_module_for_edgeq",)
-    profiles = {"exotic": TargetProfile(description="needs a module that is not installed", accelerator="CPU",
-                                        figures="emulated", latency_meaningful=False, fallback_default=True)}
 
 
 @pytest.fixture(autouse=True)
 def test_backends(monkeypatch):
-    plugins = {"ort-int8": OrtInt8Backend(), "failing": FailingBackend(), "exotic": MissingDepBackend()}
-    monkeypatch.setattr(backend_module, "discover", lambda: plugins)
+    monkeypatch.setattr(backend_module, "discover", toy_plugins)
 
 
 def _export(cli, tmp_path, target, *extra, model=None, data=None):
@@ -99,7 +50,7 @@ def test_existing_output_is_refused_without_force(cli, tmp_path, yolo_yaml, smal
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep me")
     code, _, err = _export(cli, tmp_path, "ort-int8", model=yolo_yaml, data=small_data)
-    _one_line_error(code, err, "already holds files", "--force")
+    _one_line_error(code, err, "already holds", "--force")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
 
 

@@ -34,7 +34,7 @@ def test_planted_layer_ranks_first_by_every_metric(cli, tmp_path, ort_targets, o
     cache = Path(os.environ["EDGEQ_CACHE"]) / "analyze"
     assert any(cache.glob("hist-*.npz")) and any(cache.glob("sweep-*.json")) and any(cache.glob("map-*.json"))
     code, _, err = _analyze(cli, tmp_path, "ort-mixed", outlier_pt, small_data)
-    assert code == 2 and "already holds files" in err  # never overwritten unasked
+    assert code == 2 and "already holds" in err  # never overwritten unasked
     code, _, err = _analyze(cli, tmp_path, "ort-mixed", outlier_pt, small_data, "--force", "--keep-float",
                             OUTLIER_LAYER)
     assert code == 0, err

@@ -56,7 +56,7 @@ def test_adapt_report_records_before_after_and_training(adapted):
 def test_adapt_refuses_an_existing_output_folder(cli, adapted, tiny_data):
     _, out = adapted
     code, _, err = cli("adapt", "--activation", "relu6", "--data", str(tiny_data), "--out", str(out))
-    assert code == 2 and "already holds files" in err and "--force" in err
+    assert code == 2 and "already holds" in err and "--force" in err
 
 
 def test_adapt_needs_a_train_split(cli, tmp_path, tiny_data):

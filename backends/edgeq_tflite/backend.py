@@ -45,7 +45,7 @@ from edgeq_tflite.options import OPTIONS
 HERE = Path(__file__).parent
 _HEAD_NOTES = {
     "detached": "INT8 body, box/class logits per scale as separate tensors; DFL, box decode and sigmoid run on "
-                "the host in FP32 (edgeq.evaluate.decode.decode_detached with {head_json})",
+                "the host in FP32 (edgeq.hostside.decode_detached with {head_json}, shipped in the deploy kit)",
     "normalized": "INT8 including the decode head, boxes in 0..1 from normalized scaling factors "
                   "(multiply by the input size on the host)",
     "pixel": "INT8 including the decode head, boxes in pixels sharing one INT8 output with 0..1 scores (the "

@@ -1,7 +1,7 @@
 """Fixtures of the TFLite family tests: small real models (160 px) and a Job builder.
 
 Everything heavy is real: onnx2tf, the TFLite converter and LiteRT. Tests that need them skip cleanly when
-the stack is not installed (`pip install 'edgeq[tflite]' && pip install --no-deps onnx2tf tf_keras`).
+the stack is not installed (`pip install 'edgeq[tflite]'`).
 """
 
 from __future__ import annotations

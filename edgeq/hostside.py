@@ -259,6 +259,9 @@ def run_on_image(open_model, description: str, add_arguments=None, argv=None) ->
     if not model.exists():
         print(f"infer.py: error: '{model}' does not exist; build it first (DEPLOY.md says how)", file=sys.stderr)
         return 2
+    if not args.image.is_file():
+        print(f"infer.py: error: image '{args.image}' does not exist", file=sys.stderr)
+        return 2
     image = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if image is None:
         print(f"infer.py: error: cannot read image '{args.image}'", file=sys.stderr)

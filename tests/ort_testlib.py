@@ -2,7 +2,10 @@
 (ONNX Runtime's static INT8 quantizer on the whole model), `failing` (its converter crashes), `exotic` (its
 dependency is not installed)."""
 
-from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, Job, TargetProfile
+import shutil
+from pathlib import Path
+
+from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, DeploySteps, Job, TargetProfile
 from edgeq.errors import StageError
 from edgeq.head import HeadLayout
 from edgeq.runners.onnxruntime import OnnxRuntimeRunner
@@ -46,10 +49,18 @@ class OrtInt8Backend(Backend):
 
         out = job.staging / job.target / "model-int8.onnx"  # the contract: artifacts in the target's folder
         out.parent.mkdir(parents=True, exist_ok=True)
-        quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ)
+        if job.options.quantize:
+            quantize_static(str(job.full_onnx), str(out), calibration_reader(job), quant_format=QuantFormat.QDQ)
+        else:  # the FP32 graph as the artifact: outputs worth decoding (the naive INT8 rounds every score to 0)
+            shutil.copyfile(job.full_onnx, out)
         return BuildResult([Artifact(name=job.target, target=job.target, variant="int8", path=out, precision="int8",
                                      layout=HeadLayout.PIXEL, status="emulated", note="naive: head quantized",
                                      open_runner=lambda: OnnxRuntimeRunner(out))])
+
+
+    def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps:
+        return DeploySteps(runtime="ONNX Runtime", device_needs="a CPU with onnxruntime",
+                           script=Path(__file__).with_name("ort_kit_infer.py"), build=("echo nothing to build",))
 
 
 class FailingBackend(OrtInt8Backend):

@@ -25,14 +25,15 @@ def kits(tmp_path_factory):
 
 def test_tflite_kit_prints_what_the_evaluator_sees(kits):
     from deploy_testlib import evaluator_detections, parse_detections
+    from edgeq_tflite.runner import LiteRTRunner
+
     from edgeq.data import load_dataset
     from edgeq.head import HeadSpec
-    from edgeq_tflite.runner import LiteRTRunner
 
     kit = kits / "tflite"
     deploy = json.loads((kit / "deploy.json").read_text())
     assert deploy["default"] == "tflite-int8-detached-per-channel.tflite"
-    image = sorted(load_dataset(json.loads((kits / "report.json").read_text())["data"]).images("val"))[0]
+    image = min(load_dataset(json.loads((kits / "report.json").read_text())["data"]).images("val"))
     run = subprocess.run([sys.executable, str(kit / "infer.py"), str(image)], capture_output=True, text=True,
                          check=False)
     assert run.returncode == 0, run.stderr

@@ -100,8 +100,10 @@ class MatrixReport:
                 mark = " **deployable**" if e is primary else ""
                 budget = "" if self.max_drop is None or e is not primary or e.drop_map50_95 is None else \
                     (" (within --max-drop)" if e.drop_map50_95 <= self.max_drop else " (**over --max-drop**)")
+                subset = e.extra.get("evaluation_images")  # --fast: scored on fewer images, said beside the figure
+                on = f" (on {subset})" if subset else ""
                 lines.append(f"| {o.target} | {e.name}{mark} | {e.precision} | {head_treatment(e)} | "
-                             f"{_num(e.map50_95)} | {_num(e.map50)} | {_num(e.drop_map50_95)}{budget} | "
+                             f"{_num(e.map50_95)}{on} | {_num(e.map50)}{on} | {_num(e.drop_map50_95)}{budget} | "
                              f"{_ms(e.latency_ms)} | {_num(e.size_mb)} MB | {e.status} | {o.findings} |")
         return "\n".join(lines)
 

@@ -95,30 +95,32 @@ class SharedResults:
     def subset_ref_map(self, detector, head, progress: bool) -> float:
         """The FP32 reference on the --fast subset, so a subset artifact's drop compares the same images."""
         if self._subset_ref is None:
-            from edgeq.runners.torch import TorchRunner
-
-            with TorchRunner(detector.module) as runner:
-                layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
-                self._subset_ref = evaluate(runner, layout, head, self.subset(), self.settings,
-                                            "reference (subset)", progress).map50_95
+            self._subset_ref = evaluate_reference(detector, self.subset(), self.settings, "reference (subset)",
+                                                  progress)[0].map50_95
         return self._subset_ref
+
+
+def evaluate_reference(detector, eval_set: EvalSet, settings: EvalSettings, desc: str, progress: bool):
+    """The FP32 PyTorch model on `eval_set`: (EvalResult, runtime name). An end-to-end head selects its
+    detections inside the module (Ultralytics' own top-k)."""
+    from edgeq.runners.torch import TorchRunner
+
+    head = detector.head
+    with TorchRunner(detector.module) as runner:
+        layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
+        return evaluate(runner, layout, head, eval_set, settings, desc, progress), runner.runtime
 
 
 def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe, progress: bool, timer,
                     fast_images: int | None = None) -> SharedResults:
     """The reference and the FP32 ONNX, scored once per run; `fast_images` sets SharedResults.fast_images."""
     from edgeq.runners.onnxruntime import OnnxRuntimeRunner
-    from edgeq.runners.torch import TorchRunner
 
     head = detector.head
     settings = EvalSettings(conf=recipe.evaluation.conf, iou=recipe.evaluation.iou)
     sample = preprocess(read_image(eval_set.images[0]), head.imgsz)[0]
     with timer.stage("reference"):
-        with TorchRunner(detector.module) as runner:
-            # an end-to-end head selects its detections inside the PyTorch module (Ultralytics' own top-k)
-            ref_layout = HeadLayout.SELECTED if head.end2end else HeadLayout.PIXEL
-            ref = evaluate(runner, ref_layout, head, eval_set, settings, "reference (pytorch)", progress)
-            runtime = runner.runtime
+        ref, runtime = evaluate_reference(detector, eval_set, settings, "reference (pytorch)", progress)
         onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=full_onnx,
                              precision="fp32", layout=HeadLayout.PIXEL, status="measured",
                              note="FP32 ONNX every target starts from",

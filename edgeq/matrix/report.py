@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeq.report import ArtifactEntry
+from edgeq.report import ArtifactEntry, _ms, _num
 
 _COLOURS = {"FP32 model": "#718096", "head FP32 on the host": "#2b6cb0", "head FP32 in the graph": "#2c9c8f",
             "head INT8, normalized boxes": "#dd8a2b", "head INT8, pixel boxes": "#c53030",
@@ -180,10 +180,3 @@ class MatrixReport:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f} ms"

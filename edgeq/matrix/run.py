@@ -15,7 +15,7 @@ import difflib
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeq import backend as registry
@@ -49,7 +49,6 @@ class MatrixRequest:
     progress: bool = True
     trust_model: bool = False
     fast: bool = False
-    targets: list[str] = field(default_factory=list)  # filled by resolve_targets
 
 
 def resolve_targets(spec: str, backends: dict[str, Backend]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeq.backend import discover
+from edgeq.backend import families
 from edgeq.data import Dataset
 from edgeq.errors import EdgeqError
 from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
@@ -29,7 +29,7 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
 
         runner: Runner = OnnxRuntimeRunner(path)
     else:
-        runner = next((r for b in {id(b): b for b in discover().values()}.values()
+        runner = next((r for b in families()
                        if (r := b.runner_for(path)) is not None), None)
         if runner is None:
             raise EdgeqError(f"no installed backend runs '{path.name}'",

@@ -3,11 +3,13 @@
 Backends are discovered through the `edgeq.backends` entry-point group; edgeq's own (OpenVINO, TFLite,
 TensorRT) register there exactly like a third-party plugin would, so adding a target touches only its
 folder and one line in pyproject.toml. A backend module must import without its heavy dependency: it
-imports that lazily inside `check`/`build`, and `missing()` says which extra to install.
+imports that lazily inside `check`/`build`, and `missing()` says which extra to install (or which toolchain
+environment, for a vendor toolchain that runs in an interpreter of its own, `edgeq.toolchains`).
 
 What differs between targets of one family (accelerator, whether figures are measured or emulated, the
 fallback default, rule tables, kernels) is a `TargetProfile`, read from the family's `profiles.yaml`; the
-family class holds only the steps its targets share. See ARCHITECTURE.md for the contract.
+family class holds only the steps its targets share. Families import this contract from `edgeq.plugin`, the
+stable surface; see ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import argparse
 import importlib.util
 import inspect
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,9 +36,12 @@ from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
 from edgeq.rules import Finding, RuleTable
 from edgeq.runners import Runner
+from edgeq.toolchains import ToolchainSpec
 
 ENTRY_POINT_GROUP = "edgeq.backends"
-Status = Literal["measured", "emulated", "not-built"]
+# how a figure was obtained here: measured by the target's own runtime, simulated by the vendor's own simulator,
+# emulated by a reference runtime reproducing the target's integer arithmetic, or not built (no toolchain here)
+Status = Literal["measured", "simulated", "emulated", "not-built"]
 
 
 class BackendOptions(BaseModel):
@@ -49,7 +57,7 @@ class TargetProfile(BaseModel):
 
     description: str  # one line, shown by `edgeq targets`
     accelerator: str  # what runs the model on the device, e.g. "Coral Edge TPU"
-    figures: Literal["measured", "emulated"]  # how this target's accuracy is obtained on this machine
+    figures: Literal["measured", "simulated", "emulated"]  # how this target's accuracy is obtained here
     latency_meaningful: bool  # whether a latency measured here says anything about the device
     fallback_default: bool  # accept layers that leave the accelerator when the user says nothing
     fallback_to: str = "the host CPU"  # where such layers run, for the refusal's wording
@@ -57,8 +65,8 @@ class TargetProfile(BaseModel):
     # the largest static batch this target's artifacts are built at (None: any), and why, for the refusal
     max_batch: int | None = None
     max_batch_why: str = ""
-    # the INT8 scheme as data (granularity, symmetry, calibration methods, higher precision); None: the target
-    # offers no analysis, calibration choice or mixed-precision search
+    # the quantization scheme as data (granularity, symmetry, shared scales, calibration methods, higher
+    # precision); None: the target offers no analysis, calibration choice or mixed-precision search
     quantization: QuantScheme | None = None
 
 
@@ -70,17 +78,89 @@ def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dic
     return {name: model.model_validate(entry) for name, entry in data.items()}
 
 
+class Role(str, Enum):
+    """What an artifact is for. The backend says it; core never guesses it from names or precisions."""
+
+    DEPLOYABLE = "deployable"  # the file the target ships: --max-drop gates it, DEPLOY.md runs it by default
+    QAT = "qat"  # built from `edgeq qat`'s trained graph: when present it is gated and shipped instead
+    COMPARISON = "comparison"  # another treatment of the same model, reported beside it (head, granularity)
+    REFERENCE = "reference"  # the target's float build (FP32 IR): the search's latency baseline
+    EMULATION = "emulation-only"  # figures only: reproduces a build the device makes; nothing to ship
+
+
+SHIPPED_ROLES = (Role.QAT, Role.DEPLOYABLE)  # in this order: the first present is what the target ships
+
+PrecisionName = Literal["int8", "int16", "fp16", "fp32"]
+_BITS = {"int8": 8, "int16": 16, "fp16": 16, "fp32": 32}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What an artifact computes in: weights, activations, the decode head (wherever it runs: in the graph, or on
+    the host for a detached head), and per-layer exceptions (layers kept in a higher precision). Printed by
+    `label()` everywhere: "int8", "int8+fp32-head", "w8a16", "int8+fp32-head, 4 fp16 layers"."""
+
+    weights: PrecisionName
+    activations: PrecisionName
+    head: PrecisionName | None = None  # None: as the activations
+    layers: tuple[tuple[str, PrecisionName], ...] = ()  # (layer name, precision) exceptions
+
+    @classmethod
+    def int8(cls, head: PrecisionName | None = None, keep: Sequence[str] = (),
+             kept_as: PrecisionName = "fp32") -> Precision:
+        """The common case: INT8 weights and activations, `keep` layers in `kept_as`."""
+        return cls("int8", "int8", head, tuple((name, kept_as) for name in keep))
+
+    @classmethod
+    def parse(cls, text: str) -> Precision:
+        """The labels with no per-layer part ("fp32", "int8", "int8+fp32-head", "w8a16"), for plugins and tests
+        that name a precision as text."""
+        base, _, head = text.partition("+")
+        if base.startswith("w") and "a" in base:
+            bits = {v: k for k, v in _BITS.items() if k.startswith("int")}
+            w, a = base[1:].split("a")
+            weights, activations = bits.get(int(w)), bits.get(int(a))
+        else:
+            weights = activations = base
+        head_name = head.removesuffix("-head") if head else None
+        names = (weights, activations, *(() if head_name is None else (head_name,)))
+        if any(n not in _BITS for n in names) or (head and not head.endswith("-head")):
+            raise ValueError(f"unknown precision '{text}' (want e.g. fp32, int8, int8+fp32-head, w8a16)")
+        return cls(weights, activations, head_name)
+
+    @property
+    def quantized(self) -> bool:
+        return self.weights.startswith("int") or self.activations.startswith("int")
+
+    def label(self) -> str:
+        base = self.weights if self.weights == self.activations else \
+            f"w{_BITS[self.weights]}a{_BITS[self.activations]}"
+        text = base if self.head in (None, self.activations) else f"{base}+{self.head}-head"
+        counts = Counter(precision for _, precision in self.layers)
+        extra = ", ".join(f"{n} {p} layer{'s' if n > 1 else ''}" for p, n in counts.items())
+        return f"{text}, {extra}" if extra else text
+
+    def describe(self) -> dict[str, Any]:
+        """The structured form the reports store beside the label."""
+        return {"weights": self.weights, "activations": self.activations, "head": self.head or self.activations,
+                "layers": dict(self.layers)}
+
+    def __str__(self) -> str:
+        return self.label()
+
+
 @dataclass
 class Artifact:
-    """One deployable file (or, for `not-built`, the file that would be) and how to run it here."""
+    """One file a target's build made (or, for `not-built`, the file that would be) and how to run it here."""
 
     name: str  # unique in the report, e.g. "openvino-int8-fp32head"
     target: str
     variant: str  # e.g. "fp32", "int8", "int8-attached-head"
     path: Path  # inside the staging folder while building; the report shows it relative to the output folder
-    precision: str  # "fp32", "int8", "int8+fp32-head", "int8+fp16"
+    precision: Precision | str  # a Precision (a plain label such as "int8+fp32-head" is parsed into one)
     layout: HeadLayout  # what the outputs hold, i.e. how the host decodes them
     status: Status
+    role: Role = Role.DEPLOYABLE  # a build has exactly one DEPLOYABLE (and at most one QAT); the rest say theirs
     note: str = ""
     open_runner: Callable[[], Runner] | None = None  # None: nothing here can run it (not-built)
     measure_latency: bool = False  # only where the timing means something for the target (its own runtime)
@@ -88,6 +168,11 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict)  # backend figures for the report (merged quantizers, ...)
     companions: tuple[Path, ...] = ()  # files deployed with it: host-decoder JSON, calibration cache, build script
     files: tuple[Path, ...] = ()  # what the model itself is made of (OpenVINO: .xml + .bin); empty: `path` alone
+
+    def __post_init__(self) -> None:
+        if isinstance(self.precision, str):
+            self.precision = Precision.parse(self.precision)
+        self.role = Role(self.role)
 
     @property
     def model_files(self) -> tuple[Path, ...]:
@@ -100,9 +185,20 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class QuantPlan:
+    """How one job quantizes, for the build, `edgeq analyze` and the search alike: the scheme (the profile's,
+    adjusted by options such as OpenVINO's preset or unify_scales), whether the decode head is quantized, and the
+    layers the target already keeps out of INT8 (name -> why, e.g. DLA's FP16 last convolutions)."""
+
+    scheme: QuantScheme
+    head_quantized: bool = False
+    float_layers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Job:
-    """Everything a backend needs for one export, prepared by the pipeline. Read-only: what a backend finds
-    goes back in its `BuildResult`."""
+    """Everything a backend needs for one export, prepared by core. Read-only: what a backend finds goes back in
+    its `BuildResult`."""
 
     target: str
     profile: TargetProfile
@@ -111,27 +207,29 @@ class Job:
     body_onnx: Path  # FP32, images -> box_i/cls_i
     full_onnx: Path  # FP32, images -> output0 in pixels (decode head nodes named edgeq_head/...)
     calibration: Sequence[np.ndarray]  # preprocessed float32 NCHW batches in [0, 1] (lazy)
-    staging: Path  # write artifacts here; the pipeline moves the folder into place when all succeeded
+    staging: Path  # write artifacts here (into `staging / target`); core moves the folder into place at the end
     activations: dict[str, int]  # activation module types of the source model, with counts
     fallback: FallbackPolicy  # core's decision rule; backends hand it the findings they make while building
+    log_dir: Path  # where a stage writes its log: kept for the whole run (trial builds share it), never removed
     progress: bool = True
     batch: int = 1  # static batch of the deployable artifacts (calibration batches stay at 1)
     calibration_method: str = "default"  # a name from edgeq.analyze.scheme.METHODS, or the quantizer's default
     # layers (ONNX node names of body_onnx/full_onnx) to keep in the target's higher precision
     keep_float: tuple[str, ...] = ()
-    primary_only: bool = False  # build only the default INT8 artifact (a mixed-precision search step)
+    primary_only: bool = False  # build only the deployable artifact (a search step or a calibration trial)
     qat_onnx: Path | None = None  # what `edgeq qat` trained, as its QuantAwareTraining.export wrote it
+    plan: QuantPlan | None = None  # the scheme this job quantizes with (Backend.quant_plan, resolved once by core)
+    # ONNX graphs read once per run (path -> ModelProto), shared by the job's copies; see `graph`
+    _graphs: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def graph(self, path: Path):
+        """The ONNX model at `path` (usually body_onnx or full_onnx), read once per run and shared: treat it as
+        read-only, and copy it (`onnx.ModelProto.FromString(g.SerializeToString())`) before changing it."""
+        if path not in self._graphs:
+            import onnx
 
-@dataclass(frozen=True)
-class QuantPlan:
-    """How one job quantizes, for `edgeq analyze` and the search: the scheme (the profile's, adjusted by options
-    such as OpenVINO's preset), whether the decode head is quantized, and the layers the target already keeps
-    out of INT8 (name -> why, e.g. DLA's FP16 last convolutions)."""
-
-    scheme: QuantScheme
-    head_quantized: bool = False
-    float_layers: dict[str, str] = field(default_factory=dict)
+            self._graphs[path] = onnx.load(str(path))
+        return self._graphs[path]
 
 
 @dataclass
@@ -141,6 +239,25 @@ class BuildResult:
 
     artifacts: list[Artifact]
     findings: list[Finding] = field(default_factory=list)
+
+    def shipped(self) -> Artifact:
+        """The artifact the target ships (QAT where built, else the deployable one); a build that does not say
+        which is a bug of its backend."""
+        roles = Counter(a.role for a in self.artifacts)
+        if roles[Role.DEPLOYABLE] != 1 or roles[Role.QAT] > 1:
+            names = ", ".join(f"{a.name} ({a.role.value})" for a in self.artifacts) or "none"
+            raise PluginError(f"a build must return exactly one deployable artifact and at most one QAT artifact; "
+                              f"it returned: {names}")
+        return next(a for role in SHIPPED_ROLES for a in self.artifacts if a.role is role)
+
+
+class PluginError(EdgeqError):
+    """A backend broke the contract: not the user's mistake, reported in one line all the same."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem, "report it to the backend's authors (`edgeq targets` names the family)")
 
 
 @dataclass(frozen=True)
@@ -201,13 +318,15 @@ class Command:
 
 
 class Backend(ABC):
-    """A target family. Subclasses are stateless; the pipeline calls check -> build, then runs artifacts."""
+    """A target family. Subclasses are stateless; core calls check -> build, then runs the artifacts."""
 
     family: ClassVar[str]
     extra: ClassVar[str]  # `pip install edgeq[<extra>]`
-    requires: ClassVar[tuple[str, ...]]  # importable modules the family needs
+    requires: ClassVar[tuple[str, ...]]  # importable modules the family needs in edgeq's own environment
     tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions the report records
     profiles: ClassVar[dict[str, TargetProfile]]  # target name -> profile (usually load_profiles(...))
+    # a vendor toolchain that runs in an interpreter of its own (edgeq.toolchains); None: everything in-process
+    toolchain: ClassVar[ToolchainSpec | None] = None
 
     @property
     def targets(self) -> dict[str, str]:
@@ -215,10 +334,21 @@ class Backend(ABC):
         return {name: profile.description for name, profile in self.profiles.items()}
 
     def install_hint(self) -> str:
+        """The one command that makes this family ready: its extra first, then its toolchain environment."""
+        if self.toolchain is not None and not self.missing_modules():
+            return self.toolchain.install_line()
         return f"pip install 'edgeq[{self.extra}]'"
 
-    def missing(self) -> list[str]:
+    def missing_modules(self) -> list[str]:
+        """The modules of edgeq's own environment the family needs and does not find (its extra)."""
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def missing(self) -> list[str]:
+        """What is not installed: the extra's modules, then the toolchain environment."""
+        found = self.missing_modules()
+        if self.toolchain is not None and (why := self.toolchain.not_ready()):
+            found.append(why)
+        return found
 
     def ensure_available(self, target: str) -> None:
         if missing := self.missing():
@@ -234,12 +364,14 @@ class Backend(ABC):
 
     @abstractmethod
     def build(self, job: Job) -> BuildResult:
-        """Quantize and emit every artifact of the target into `job.staging`; return them (not-built ones too)
-        with the findings made on the way. Findings that must stop the export go through `job.fallback.enforce`."""
+        """Quantize and emit every artifact of the target into `job.staging / job.target`; return them (not-built
+        ones too, each with its role) with the findings made on the way. Findings that must stop the export go
+        through `job.fallback.enforce`; logs go into `job.log_dir`."""
 
     def quant_plan(self, job: Job) -> QuantPlan | None:
         """How `job` quantizes (None: the profile has no `quantization:` block). Families whose options change the
-        scheme or the head treatment override it."""
+        scheme or the head treatment override it; `build` then reads the result from `job.plan`, so the build and
+        the emulation in `analyze` and the search use one scheme."""
         return QuantPlan(job.profile.quantization) if job.profile.quantization else None
 
     def commands(self) -> list[Command]:
@@ -254,10 +386,14 @@ class Backend(ABC):
         """How `job`'s artifacts are deployed; None: the family ships no deploy kit."""
         return None
 
+    def offers_quantization_aware_training(self, target: str) -> bool:
+        return type(self).quantization_aware is not Backend.quantization_aware
+
     def quantization_aware(self, target: str) -> type[QuantAwareTraining]:
         """The target's quantization-aware training; families that offer none keep this refusal."""
+        offering = sorted(t for t, b in discover().items() if b.offers_quantization_aware_training(t))
         raise EdgeqError(f"target {target} offers no quantization-aware training",
-                         "see `edgeq targets` for the targets that do (openvino, tensorrt, dla)")
+                         f"train for one that does ({', '.join(offering) or 'none installed'}; see `edgeq targets`)")
 
     def onnx_rules(self, target: str) -> RuleTable | None:
         """The target's rule table for ONNX graphs (profile `rules.onnx`, relative to the family's folder)."""
@@ -267,36 +403,70 @@ class Backend(ABC):
 
 def make_job(backend: Backend, target: str, *, options: BackendOptions | dict | None = None,
              allow_fallback: bool | None = None, fallback_flag: str | None = None, **fields: Any) -> Job:
-    """A Job for `target` with its profile, validated options and fallback policy (the user's choice, else
-    the profile's default); `fields` are the remaining Job fields."""
+    """A Job for `target` with its profile, validated options, fallback policy (the user's choice, else the
+    profile's default) and quantization plan; `fields` are the remaining Job fields (`log_dir` defaults to the
+    staging folder's parent, where core keeps logs)."""
     profile = backend.profiles[target]
     if not isinstance(options, BackendOptions):
         options = backend.options_model(target).model_validate(options or {})
     allowed = profile.fallback_default if allow_fallback is None else allow_fallback
     policy = FallbackPolicy(target=target, allowed=allowed, fallback_to=profile.fallback_to,
                             flag=fallback_flag if allow_fallback is not None else None)
-    return Job(target=target, profile=profile, options=options, fallback=policy, **fields)
+    fields.setdefault("log_dir", Path(fields["staging"]).parent)
+    job = Job(target=target, profile=profile, options=options, fallback=policy, **fields)
+    return replace(job, plan=backend.quant_plan(job))
 
 
-BROKEN_PLUGINS: dict[str, str] = {}  # entry point -> why it failed to load (shown by `edgeq targets`)
+@dataclass(frozen=True)
+class Registry:
+    """Every installed family, found once per process: target name -> backend, the plugins that failed to load
+    (entry point -> why) and the target names two distributions both claim (name -> who)."""
+
+    backends: dict[str, Backend]
+    broken: dict[str, str]
+    conflicts: dict[str, str]
 
 
-def discover() -> dict[str, Backend]:
-    """target name -> backend instance, from the entry-point group. A plugin that fails to import is
-    skipped and remembered, so one broken third-party package cannot take the others down."""
-    found: dict[str, Backend] = {}
+@cache
+def registry() -> Registry:
+    """The `edgeq.backends` entry-point group, loaded once. A plugin that fails to import is skipped and
+    remembered, so one broken third-party package cannot take the others down; a target name claimed by two
+    distributions belongs to neither (using it is an error naming both)."""
+    found: dict[str, tuple[Backend, str]] = {}
+    broken: dict[str, str] = {}
+    conflicts: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        owner = f"{ep.dist.name if ep.dist else '?'} (entry point {ep.name})"
         try:
             backend = ep.load()()
         except Exception as exc:  # a plugin's own bug; reported, not fatal
-            BROKEN_PLUGINS[ep.name] = f"{type(exc).__name__}: {exc}"
+            broken[ep.name] = f"{type(exc).__name__}: {exc}"
             continue
         for target in backend.targets:
-            found[target] = backend
-    return found
+            if target in conflicts:
+                conflicts[target] += f" and {owner}"
+            elif target in found:
+                conflicts[target] = f"{found.pop(target)[1]} and {owner}"
+            else:
+                found[target] = (backend, owner)
+    return Registry({t: b for t, (b, _) in found.items()}, broken, conflicts)
+
+
+def discover() -> dict[str, Backend]:
+    """target name -> backend instance (see `registry`): every lookup of a target goes through here."""
+    return registry().backends
+
+
+def families() -> list[Backend]:
+    """Each installed family once."""
+    return list({id(b): b for b in discover().values()}.values())
 
 
 def backend_for(target: str) -> Backend:
+    conflicts = registry().conflicts
+    if target in conflicts:
+        raise EdgeqError(f"target '{target}' is claimed by two installed packages: {conflicts[target]}",
+                         "uninstall one of them (pip uninstall ...)")
     backends = discover()
     if target not in backends:
         known = ", ".join(sorted(backends)) or "none (is edgeq installed? pip install .)"

@@ -21,7 +21,8 @@ class MissingDependencyError(EdgeqError):
     """A backend's heavy dependency is not installed."""
 
     def __init__(self, target: str, install: str, modules: list[str]) -> None:
-        super().__init__(f"target '{target}' needs {', '.join(modules)}, which is not installed", install)
+        super().__init__(f"target '{target}' needs {', '.join(modules)}, which {'is' if len(modules) == 1 else 'are'} "
+                         "not installed", install)
 
 
 class StageError(EdgeqError):

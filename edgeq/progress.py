@@ -37,3 +37,8 @@ class StageTimer:
                 timer.timings[name] = round(time.perf_counter() - self.start, 2)
 
         return _Stage()
+
+
+def log(message: str) -> None:
+    """One line of what edgeq is doing, on stderr (stdout carries the tables a user may pipe)."""
+    print(f"edgeq: {message}", file=sys.stderr, flush=True)

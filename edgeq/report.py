@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeq.analyze.search import SearchResult
 
 
 @dataclass
@@ -25,6 +28,9 @@ class ArtifactEntry:
     runtime: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     layout: str = ""  # what the outputs hold (pixel, normalized, detached, selected): the head treatment
+    role: str = "deployable"  # edgeq.backend.Role: deployable, qat, comparison, reference, emulation-only
+    # edgeq.backend.Precision.describe(): weights, activations, head, per-layer exceptions (`precision` is its label)
+    precision_detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,7 +48,7 @@ class Report:
     throughput: list[dict[str, Any]] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)  # edgeq.analyze.calibration.CalibrationChoice
     keep_float: list[str] = field(default_factory=list)  # layers the user kept out of INT8 (--keep-float)
-    search: dict[str, Any] | None = None  # edgeq.analyze.search.SearchResult, when --max-drop started one
+    search: SearchResult | None = None  # when --max-drop started the mixed-precision search
 
     def write(self, folder: Path) -> None:
         (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
@@ -50,7 +56,7 @@ class Report:
         self.plot(folder / "report.png")
         if any(t["median_ms"] for t in self.throughput):
             self.plot_throughput(folder / "throughput.png")
-        if self.search and len(self.search["steps"]) > 1:
+        if self.search and len(self.search.steps) > 1:
             self.plot_search(folder / "search.png")
 
     def brief_rows(self) -> list[dict[str, str]]:
@@ -116,28 +122,28 @@ class Report:
         if not s:
             return []
         lines = ["## Mixed-precision search", "",
-                 f"Budget: drop <= {s['budget']:.3g} points (--max-drop {s.get('requested') or s['budget']}). "
-                 f"Higher precision here: {s['higher_precision'] or 'none'}. "
+                 f"Budget: drop <= {s.budget:.3g} points (--max-drop {s.requested or s.budget}). "
+                 f"Higher precision here: {s.higher_precision or 'none'}. "
                  f"Layers kept in sensitivity order (edgeq analyze's ranking on this target's scheme). "
-                 f"Result: {s['stopped']}" + (f"; **chosen: `{s['chosen']}`**." if s["chosen"] else "."), "",
+                 f"Result: {s.stopped}" + (f"; **chosen: `{s.chosen}`**." if s.chosen else "."), "",
                  "| step | layers kept | artifact | mAP50-95 | drop | latency | within budget |",
                  "|---:|---:|---|---:|---:|---:|---|"]
-        for step in s["steps"]:
-            lines.append(f"| {step['step']} | {len(step['kept'])} | {step['path']} | {step['map50_95']:.2f} | "
-                         f"{step['drop_map50_95']:.2f} | {_ms(step['latency_ms'])} | "
-                         f"{'yes' if step['within_budget'] else 'no'} |")
-        if s.get("fp32_latency_ms"):
-            lines += ["", f"FP32 latency, timed in the same rounds as the last step: {s['fp32_latency_ms']:.1f} ms."]
-        last = s["steps"][-1]
-        if last["kept"]:
-            lines += ["", f"Layers kept at step {last['step']}: " + ", ".join(f"`{n}`" for n in last["kept"])]
-        if s["costs"]:
+        for step in s.steps:
+            lines.append(f"| {step.step} | {len(step.kept)} | {step.path} | {step.map50_95:.2f} | "
+                         f"{step.drop_map50_95:.2f} | {_ms(step.latency_ms)} | "
+                         f"{'yes' if step.within_budget else 'no'} |")
+        if s.fp32_latency_ms:
+            lines += ["", f"FP32 latency, timed in the same rounds as the last step: {s.fp32_latency_ms:.1f} ms."]
+        last = s.steps[-1]
+        if last.kept:
+            lines += ["", f"Layers kept at step {last.step}: " + ", ".join(f"`{n}`" for n in last.kept)]
+        if s.costs:
             lines += ["", "What keeping each of the most sensitive layers in float would cost on this full-integer "
                       "target:", "", "| layer | ops off the accelerator | why |", "|---|---:|---|"]
-            lines += [f"| `{c['layer']}` | {c['ops_off_accelerator']} | {c['why']} |" for c in s["costs"]]
-        if s["remedy"]:
-            lines += ["", f"Training-side remedy: {s['remedy']}"]
-        lines += ["", f"Search wall time {s['seconds']:.0f} s." if s.get("seconds") else ""]
+            lines += [f"| `{c.layer}` | {c.ops_off_accelerator} | {c.why} |" for c in s.costs]
+        if s.remedy:
+            lines += ["", f"Training-side remedy: {s.remedy}"]
+        lines += ["", f"Search wall time {s.seconds:.0f} s." if s.seconds else ""]
         return [*lines, ""]
 
     def plot_search(self, path: Path) -> None:
@@ -149,24 +155,24 @@ class Report:
         import matplotlib.pyplot as plt
 
         s = self.search
-        steps = s["steps"]
-        timed = all(step["latency_ms"] is not None for step in steps)
-        xs = [step["latency_ms"] if timed else len(step["kept"]) for step in steps]
-        ys = [step["map50_95"] for step in steps]
+        steps = s.steps
+        timed = all(step.latency_ms is not None for step in steps)
+        xs = [step.latency_ms if timed else len(step.kept) for step in steps]
+        ys = [step.map50_95 for step in steps]
         fig, ax = plt.subplots(figsize=(7, 4.2))
         # points, not a line: with latency on x, consecutive steps need not move right (timing noise)
         ax.scatter(xs, ys, color="#2b6cb0", zorder=3)
         for step, x, y in zip(steps, xs, ys):
-            ax.annotate(f"step {step['step']}: {len(step['kept'])} kept", (x, y), textcoords="offset points",
+            ax.annotate(f"step {step.step}: {len(step.kept)} kept", (x, y), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-            if step["artifact"] == s["chosen"]:
+            if step.artifact == s.chosen:
                 ax.scatter([x], [y], s=140, facecolors="none", edgecolors="#2f855a", linewidths=2, label="chosen")
         ref = self.reference["map50_95"]
         ax.axhline(ref, color="black", linestyle="--", linewidth=1, label=f"FP32 {ref:.2f}")
-        if timed and s.get("fp32_latency_ms"):
-            ax.axvline(s["fp32_latency_ms"], color="grey", linestyle="--", linewidth=1,
-                       label=f"FP32 latency {s['fp32_latency_ms']:.1f} ms")
-        ax.axhline(ref - s["budget"], color="#c53030", linestyle=":", linewidth=1, label=f"budget (-{s['budget']})")
+        if timed and s.fp32_latency_ms:
+            ax.axvline(s.fp32_latency_ms, color="grey", linestyle="--", linewidth=1,
+                       label=f"FP32 latency {s.fp32_latency_ms:.1f} ms")
+        ax.axhline(ref - s.budget, color="#c53030", linestyle=":", linewidth=1, label=f"budget (-{s.budget})")
         ax.set_xlabel("latency on this machine (ms, batch 1)" if timed else "layers kept in higher precision")
         ax.set_ylabel("mAP50-95 (%)")
         ax.grid(alpha=0.3)

@@ -5,6 +5,7 @@ dependency is not installed)."""
 import shutil
 from pathlib import Path
 
+from edgeq.analyze.scheme import HigherPrecision, QuantScheme
 from edgeq.backend import Artifact, Backend, BackendOptions, BuildResult, DeploySteps, Job, TargetProfile
 from edgeq.errors import StageError
 from edgeq.head import HeadLayout
@@ -70,9 +71,20 @@ class FailingBackend(OrtInt8Backend):
     def build(self, job: Job):
         (job.staging / job.target).mkdir(parents=True, exist_ok=True)
         (job.staging / job.target / "half-written.bin").write_bytes(b"x" * 100)
-        log = job.staging.parent / "failing-convert.log"
+        log = job.log_dir / "failing-convert.log"
         log.write_text("converter said: boom\n")
         raise StageError("convert", "the converter crashed", str(log))
+
+
+class FailingTrialBackend(FailingBackend):
+    """Fails in its converter too, and offers calibration methods: `auto` reaches it through trial builds."""
+
+    profiles = {"failing-trial": TargetProfile(
+        description="fails while auto calibration tries its methods", accelerator="CPU", figures="emulated",
+        latency_meaningful=False, fallback_default=True, quantization=QuantScheme(
+            weights="per-channel", activations="asymmetric", ops=("Conv",), default_method="min-max",
+            methods={"minmax": "native", "percentile-99.999": "native"},
+            higher_precision=HigherPrecision(precision="fp32", how="test")))}
 
 
 class MissingDepBackend(OrtInt8Backend):
@@ -83,4 +95,5 @@ class MissingDepBackend(OrtInt8Backend):
 
 def toy_plugins() -> dict:
     ort = OrtInt8Backend()
-    return {"ort-int8": ort, "ort-int8-b": ort, "failing": FailingBackend(), "exotic": MissingDepBackend()}
+    return {"ort-int8": ort, "ort-int8-b": ort, "failing": FailingBackend(), "failing-trial": FailingTrialBackend(),
+            "exotic": MissingDepBackend()}

@@ -10,20 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from edgeq.backend import (
+from edgeq.plugin import (
+    HEAD_PREFIX,
     Artifact,
     Backend,
     BackendOptions,
     BuildResult,
     DeploySteps,
+    Finding,
+    HeadLayout,
     Job,
+    Precision,
     QuantAwareTraining,
     QuantPlan,
+    Role,
+    RuleTable,
+    bar,
     load_profiles,
 )
-from edgeq.head import HEAD_PREFIX, HeadLayout
-from edgeq.progress import bar
-from edgeq.rules import Finding, RuleTable
 from edgeq_openvino.runner import OpenVINORunner, import_openvino
 
 HERE = Path(__file__).parent
@@ -56,12 +60,10 @@ class OpenVINOBackend(Backend):
         return QuantPlan(scheme, head_quantized=not opts.detach_head)
 
     def check(self, job: Job) -> list[Finding]:
-        import onnx
-
-        from edgeq.graph import onnx_layers
+        from edgeq.plugin import onnx_layers
 
         table = RuleTable.load(HERE / job.profile.rules["onnx"])
-        return table.evaluate(onnx_layers(onnx.load(str(job.full_onnx))))
+        return table.evaluate(onnx_layers(job.graph(job.full_onnx)))
 
     def build(self, job: Job) -> BuildResult:
         ov = import_openvino()
@@ -73,28 +75,30 @@ class OpenVINOBackend(Backend):
             fp32 = core.read_model(str(job.full_onnx))
             fp32_path = job.staging / job.target / "openvino-fp32" / "model.xml"
             ov.save_model(_at_batch(fp32, job.batch), str(fp32_path), compress_to_fp16=False)
-            artifacts.append(self._artifact(job, "openvino-fp32", "fp32", fp32_path, "fp32", "FP32 IR"))
-        variants = [(True, "int8", "int8+fp32-head", "INT8, decode head in FP32 (NNCF ignored scope)")] \
+            artifacts.append(self._artifact(job, "openvino-fp32", "fp32", fp32_path, Precision.parse("fp32"),
+                                            Role.REFERENCE, "FP32 IR"))
+        # (detach head, variant, role, note): the deployable one first, the other head treatment as a comparison
+        variants = [(True, "int8", Role.DEPLOYABLE, "INT8, decode head in FP32 (NNCF ignored scope)")] \
             if opts.detach_head else []
         if (opts.compare_attached_head and not job.primary_only) or not opts.detach_head:
-            variants.append((False, "int8-attached-head", "int8",
+            variants.append((False, "int8-attached-head", Role.COMPARISON if opts.detach_head else Role.DEPLOYABLE,
                              "INT8 including the decode head (boxes and scores share INT8 ranges)"))
-        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+        if job.qat_onnx is not None:
             path = job.staging / job.target / "openvino-int8-qat" / "model.xml"
             ov.save_model(_int8_weights(_at_batch(core.read_model(str(_with_head(job))), job.batch)), str(path),
                           compress_to_fp16=False)
             head = "decode head quantized too" if not opts.detach_head else "decode head in FP32"
-            artifacts.insert(0, self._artifact(job, "openvino-int8-qat", "int8-qat", path, "int8" if not
-                                               opts.detach_head else "int8+fp32-head",
-                                               f"INT8 from quantization-aware training (NNCF, {head}); "
+            artifacts.insert(0, self._artifact(job, "openvino-int8-qat", "int8-qat", path,
+                                               Precision.int8(head=None if not opts.detach_head else "fp32"),
+                                               Role.QAT, f"INT8 from quantization-aware training (NNCF, {head}); "
                                                f"{opts.preset} preset"))
         kept = f"; {len(job.keep_float)} layer(s) kept in FP32" if job.keep_float else ""
-        for detach, variant, precision, note in variants:
+        for detach, variant, role, note in variants:
             path = job.staging / job.target / f"openvino-{variant}" / "model.xml"
             quantized = self._quantize(core.read_model(str(job.full_onnx)), job, detach)  # calibrated at batch 1
             ov.save_model(_at_batch(quantized, job.batch), str(path), compress_to_fp16=False)
-            artifacts.append(self._artifact(job, f"openvino-{variant}", variant,
-                                            path, precision + ("+fp32" if job.keep_float else ""),
+            precision = Precision.int8(head="fp32" if detach else None, keep=job.keep_float)
+            artifacts.append(self._artifact(job, f"openvino-{variant}", variant, path, precision, role,
                                             f"{note}; {opts.preset} preset; calibration {job.calibration_method}"
                                             f"{kept}"))
         return BuildResult(artifacts)
@@ -117,8 +121,9 @@ class OpenVINOBackend(Backend):
     def runner_for(self, path: Path) -> OpenVINORunner | None:
         return OpenVINORunner(path) if path.suffix.lower() == ".xml" else None
 
-    def _artifact(self, job: Job, name: str, variant: str, path: Path, precision: str, note: str) -> Artifact:
-        return Artifact(name=name, target=job.target, variant=variant, path=path, precision=precision,
+    def _artifact(self, job: Job, name: str, variant: str, path: Path, precision: Precision, role: Role,
+                  note: str) -> Artifact:
+        return Artifact(name=name, target=job.target, variant=variant, path=path, precision=precision, role=role,
                         layout=HeadLayout.PIXEL, status=job.profile.figures, note=note,
                         open_runner=lambda: OpenVINORunner(path), measure_latency=job.profile.latency_meaningful,
                         files=(path, path.with_suffix(".bin")))
@@ -213,7 +218,7 @@ def _with_head(job: Job) -> Path:
     """The QAT ONNX ending in output0: as trained when the head was in it, else with edgeq's FP32 decode head."""
     import onnx
 
-    from edgeq.head import OUTPUT_NAME, attach_head
+    from edgeq.plugin import OUTPUT_NAME, attach_head
 
     model = onnx.load(str(job.qat_onnx))
     if OUTPUT_NAME in [o.name for o in model.graph.output]:

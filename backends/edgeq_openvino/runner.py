@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from edgeq.runners import BatchNotSupported, Runner
+from edgeq.plugin import BatchNotSupported, Runner
 
 
 def import_openvino():

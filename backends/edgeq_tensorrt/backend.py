@@ -19,21 +19,27 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edgeq.backend import (
+from edgeq.plugin import (
+    HEAD_PREFIX,
+    INPUT_NAME,
     Artifact,
     Backend,
     BackendOptions,
     BuildResult,
     Command,
     DeploySteps,
+    EdgeqError,
+    Finding,
+    HeadLayout,
     Job,
+    Precision,
     QuantPlan,
+    Role,
+    RuleTable,
+    Severity,
     TargetProfile,
     load_profiles,
 )
-from edgeq.errors import EdgeqError
-from edgeq.head import HEAD_PREFIX, INPUT_NAME, HeadLayout
-from edgeq.rules import Finding, RuleTable, Severity
 
 HERE = Path(__file__).parent
 
@@ -102,16 +108,17 @@ class TensorRTBackend(Backend):
         return _PIPELINES[job.profile.build]().check(job)
 
     def quant_plan(self, job: Job) -> QuantPlan:
-        """DLA's FP16 last convolutions are layers it already keeps out of INT8."""
+        """The profile's scheme, without shared scales when `unify_scales` is off; DLA's FP16 last convolutions are
+        layers it already keeps out of INT8."""
+        scheme = job.profile.quantization
+        if not job.options.unify_scales:
+            scheme = scheme.model_copy(update={"unified": ()})
         float_layers = {}
-        if job.profile.build == "dla-cache":
-            import onnx
-
-            opts: DLAOptions = job.options
-            model = onnx.load(str(job.body_onnx if opts.detach_head else job.full_onnx))
-            float_layers = {n: "FP16 on DLA (options.fp16_last_convs)" for n in last_head_convs(model, job.head.body_outputs)
-                            if opts.fp16_last_convs}
-        return QuantPlan(job.profile.quantization, float_layers=float_layers)
+        if job.profile.build == "dla-cache" and job.options.fp16_last_convs:
+            model = job.graph(_dla_source(job))
+            float_layers = {n: "FP16 on DLA (options.fp16_last_convs)"
+                            for n in last_head_convs(model, job.head.body_outputs)}
+        return QuantPlan(scheme, float_layers=float_layers)
 
     def build(self, job: Job) -> BuildResult:
         work = job.staging / ".tensorrt-work"
@@ -151,12 +158,10 @@ class GpuQdqPipeline:
     options = TensorRTOptions
 
     def check(self, job: Job) -> list[Finding]:
-        import onnx
-
-        from edgeq.graph import onnx_layers
+        from edgeq.plugin import onnx_layers
 
         table = RuleTable.load(HERE / job.profile.rules["onnx"])
-        return _collapse(table.evaluate(onnx_layers(onnx.load(str(job.full_onnx)))))
+        return _collapse(table.evaluate(onnx_layers(job.graph(job.full_onnx))))
 
     def build(self, job: Job, work: Path) -> BuildResult:
         out = job.staging / job.target
@@ -166,7 +171,7 @@ class GpuQdqPipeline:
 
         script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
         artifacts = [self._qdq_artifact(job, qdq_path, extra, script)]
-        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+        if job.qat_onnx is not None:
             qat_path, qat_extra = self._quantize(job, work / "qat", out, source=_qat_full(job, work),
                                                  name="model-int8-qat-qdq.onnx")
             qat_script = write_gpu_shell(qat_path.name, out / "build_engine_qat.sh")
@@ -181,16 +186,13 @@ class GpuQdqPipeline:
 
         from edgeq_tensorrt.ptq import calibrate_qdq
         from edgeq_tensorrt.qdq import count_qdq
-        from edgeq_tensorrt.unify import GPU_TIES, unify_scales
+        from edgeq_tensorrt.unify import unify_scales
 
-        opts: TensorRTOptions = job.options
         work.mkdir(parents=True, exist_ok=True)
         model, method = calibrate_qdq(job, source or job.full_onnx, work / "ptq.onnx", work, target_dla=False,
-                                      log_path=job.staging.parent / "tensorrt-ptq.log")
-        merged = rescaled = 0
-        if opts.unify_scales:
-            result = unify_scales(model, GPU_TIES, exclude_prefix=HEAD_PREFIX)
-            merged, rescaled = result.merged_quantizers, result.rescaled_quantizers
+                                      log_path=job.log_dir / "tensorrt-ptq.log")
+        result = unify_scales(model, job.plan.scheme.unified, exclude_prefix=HEAD_PREFIX)
+        merged, rescaled = result.merged_quantizers, result.rescaled_quantizers
         qdq_path = out / name
         onnx.save(model, str(qdq_path))
         return qdq_path, {"merged_quantizers": merged, "rescaled_quantizers": rescaled,
@@ -198,18 +200,18 @@ class GpuQdqPipeline:
                           "kept_float": list(job.keep_float)}
 
     def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path, qat: bool = False) -> Artifact:
-        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+        from edgeq.plugin import OnnxRuntimeRunner
 
-        opts: TensorRTOptions = job.options
-        unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if opts.unify_scales \
+        unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if job.plan.scheme.unified \
             else "scales not unified"
         kept = f", {len(job.keep_float)} layer(s) kept out of INT8" if job.keep_float else ""
         what = (f"QAT weights, Q/DQ placed and calibrated on them by ModelOpt PTQ ({extra['calibration_method']})"
                 if qat else f"ModelOpt PTQ ({extra['calibration_method']})")
         return Artifact(
             name=f"{job.target}-int8-{'qat-' if qat else ''}qdq", target=job.target,
-            variant="int8-qat" if qat else "int8", path=qdq_path,
-            precision="int8+fp32-head", layout=HeadLayout.PIXEL, status=job.profile.figures,
+            variant="int8-qat" if qat else "int8", path=qdq_path, role=Role.QAT if qat else Role.DEPLOYABLE,
+            precision=Precision.int8(head="fp32", keep=job.keep_float), layout=HeadLayout.PIXEL,
+            status=job.profile.figures,
             note=f"{what}, decode head in float{kept}, {unified}; Q/DQ graph run in ONNX Runtime",
             open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))
 
@@ -218,7 +220,8 @@ class GpuQdqPipeline:
 
         opts: TensorRTOptions = job.options
         common = {"name": f"{job.target}-int8-engine", "target": job.target, "variant": "int8-engine",
-                  "path": engine_path, "precision": "int8+fp32-head", "layout": HeadLayout.PIXEL, "extra": extra}
+                  "path": engine_path, "precision": Precision.int8(head="fp32", keep=job.keep_float),
+                  "layout": HeadLayout.PIXEL, "extra": extra, "role": Role.COMPARISON}
         if opts.build_engine and tensorrt_available():
             from edgeq_tensorrt.runner import TensorRTRunner
 
@@ -249,13 +252,11 @@ class DlaCachePipeline:
     options = DLAOptions
 
     def check(self, job: Job) -> list[Finding]:
-        import onnx
-
         from edgeq_tensorrt.dla import DLA_DROPPED_WARNING, check_onnx, check_tensorrt_for_dla
 
         check_tensorrt_for_dla()
         opts: DLAOptions = job.options
-        model = onnx.load(str(job.body_onnx if opts.detach_head else job.full_onnx))
+        model = job.graph(_dla_source(job))
         report = check_onnx(model, None, _fp16_layers(model, job, opts), opts.input_format)
         findings = _collapse(report.findings)
         findings.append(Finding("dla.tensorrt-version", Severity.WARNING, "model", DLA_DROPPED_WARNING,
@@ -269,13 +270,14 @@ class DlaCachePipeline:
 
         opts: DLAOptions = job.options
         check_tensorrt_for_dla()
-        source = job.body_onnx if opts.detach_head else job.full_onnx
-        model = onnx.load(str(source))
+        source = _dla_source(job)
+        model = job.graph(source)  # read-only here: the emulation and the emitters copy what they change
         fp16 = _fp16_layers(model, job, opts)
-        job.fallback.enforce(check_onnx(model, None, fp16, opts.input_format).findings)
         calibration = self._calibrate(job, source, model, work)
+        # the rules again, now with the scales (unequal Concat scales move layers off the DLA); `check` ran them
+        # without, before calibration
         report = check_onnx(model, calibration.scales, fp16, opts.input_format)
-        job.fallback.enforce(report.findings)  # scales can move layers off the DLA (unequal Concat scales)
+        job.fallback.enforce(report.findings)
         out = job.staging / job.target
         out.mkdir(parents=True, exist_ok=True)
         files = self._emit(job, model, fp16, calibration, report, out)
@@ -285,7 +287,7 @@ class DlaCachePipeline:
                  "fp16_layers": len(fp16), "calibration_method": calibration.method,
                  "tensors_without_scale": len(calibration.missing), "kept_float": list(job.keep_float)}
         artifacts = self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out)
-        if job.qat_onnx is not None:  # the deployable one: first, so a --max-drop budget applies to it
+        if job.qat_onnx is not None:
             qat_model = onnx.load(str(job.qat_onnx if opts.detach_head else _qat_full(job, work)))
             qat_out = job.staging / f"{job.target}-qat"
             qat_out.mkdir(parents=True, exist_ok=True)
@@ -299,13 +301,12 @@ class DlaCachePipeline:
     def _calibrate(self, job: Job, source: Path, model, work: Path) -> _DlaCalibration:
         from edgeq_tensorrt.ptq import calibrate_qdq
         from edgeq_tensorrt.translate import precision_config, translate_model
-        from edgeq_tensorrt.unify import DLA_TIES, unify_scales
+        from edgeq_tensorrt.unify import unify_scales
 
-        opts: DLAOptions = job.options
         qdq, method = calibrate_qdq(job, source, work / "ptq-dla.onnx", work, target_dla=True,
-                                    log_path=job.staging.parent / "dla-ptq.log")
+                                    log_path=job.log_dir / "dla-ptq.log")
         raw = work / "ptq-dla.onnx"
-        merged = unify_scales(qdq, DLA_TIES, exclude_prefix=HEAD_PREFIX).merged_quantizers if opts.unify_scales else 0
+        merged = unify_scales(qdq, job.plan.scheme.unified, exclude_prefix=HEAD_PREFIX).merged_quantizers
         translation = translate_model(qdq, raw.name)
         activations = _activation_tensors(model)
         scales = {t: translation.scales[t] for t in activations
@@ -351,7 +352,7 @@ class DlaCachePipeline:
         """The engine's numerics rebuilt from the cache for ONNX Runtime, with and without FP16 last convs."""
         import onnx
 
-        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+        from edgeq.plugin import OnnxRuntimeRunner
         from edgeq_tensorrt.emulate import emulation_model
 
         opts: DLAOptions = job.options
@@ -363,26 +364,27 @@ class DlaCachePipeline:
         variants = []
         if opts.fp16_last_convs:
             last = len(fp16) - len(head_fp16) - len(job.keep_float)
-            variants.append((f"{job.target}-int8-fp16-last-convs", "int8-fp16-last-convs", fp16, "int8+fp16",
+            variants.append((f"{job.target}-int8-fp16-last-convs", "int8-fp16-last-convs", fp16,
                              f"INT8, last head convs in FP16 ({last} layers){kept}"))
         if not opts.fp16_last_convs:  # the default build is all-INT8 (plus the layers kept)
-            variants.append((f"{job.target}-int8", "int8", fp16, "int8+fp16" if job.keep_float else "int8",
-                             f"all convolutions INT8{kept}"))
+            variants.append((f"{job.target}-int8", "int8", fp16, f"all convolutions INT8{kept}"))
         elif opts.compare_all_int8 and not job.primary_only:
-            variants.append((f"{job.target}-int8", "int8", head_fp16, "int8", "all convolutions INT8"))
+            variants.append((f"{job.target}-int8", "int8", head_fp16, "all convolutions INT8"))
         if qat:  # QAT weights with the cache of the PTQ calibration their training started from (and kept)
-            variants = [(f"{n}-qat", f"{v}-qat", f, p, f"QAT weights, the PTQ cache they trained against; {w}")
-                        for n, v, f, p, w in variants]
+            variants = [(f"{n}-qat", f"{v}-qat", f, f"QAT weights, the PTQ cache they trained against; {w}")
+                        for n, v, f, w in variants]
         artifacts = []
-        for index, (name, variant, fp16_set, precision, what) in enumerate(variants):
+        for index, (name, variant, fp16_set, what) in enumerate(variants):
             emulated = out / "emulation" / f"{name}.onnx"
             emulated.parent.mkdir(exist_ok=True)
             onnx.save(emulation_model(model, calibration.scales, fp16_set, cast_fp16=opts.emulate_fp16),
                       str(emulated))
-            is_default = index == 0
+            is_default = index == 0  # the others reproduce another build of the same model.onnx + cache
+            role = (Role.QAT if qat else Role.DEPLOYABLE) if is_default else Role.EMULATION
             artifacts.append(Artifact(
                 name=name, target=job.target, variant=variant, path=files.onnx if is_default else emulated,
-                precision=precision, layout=layout, status=job.profile.figures,
+                precision=_dla_precision(fp16_set, layout), role=role, layout=layout,
+                status=job.profile.figures,
                 note=f"{what}; engine numerics rebuilt from model.cache in ONNX Runtime; {placement}"
                      + ("" if is_default else " (comparison: same model.onnx + cache, no --layerPrecisions)"),
                 open_runner=(lambda p=emulated: OnnxRuntimeRunner(p)), extra=dict(extra),
@@ -402,15 +404,16 @@ class DlaCachePipeline:
             engine_path.write_bytes(build_engine(files.onnx, calib_cache=files.cache, fp16_layers=fp16,
                                                  dla_core=opts.dla_core, gpu_fallback=allowed))
             return Artifact(name=f"{job.target}-engine", target=job.target, variant="engine", path=engine_path,
-                            precision="int8+fp16", layout=layout, status="measured",
+                            precision=_dla_precision(fp16, layout), role=Role.COMPARISON, layout=layout,
+                            status="measured",
                             note=f"TensorRT engine on DLA core {opts.dla_core} from model.onnx + model.cache",
                             open_runner=lambda: TensorRTRunner(engine_path, opts.dla_core), measure_latency=True,
                             extra=dict(extra), companions=scripts)
         why = "TensorRT is not installed here" if not tensorrt_available() else "this TensorRT sees no DLA core"
         return Artifact(
             name=f"{job.target}-engine", target=job.target, variant="engine",
-            path=out / ("model.engine" if allowed else "model.loadable"), precision="int8+fp16", layout=layout,
-            status="not-built",
+            path=out / ("model.engine" if allowed else "model.loadable"), precision=_dla_precision(fp16, layout),
+            role=Role.COMPARISON, layout=layout, status="not-built",
             note=f"{why}: on the Jetson run {job.target}/{scripts[0].name} "
                  f"({'GPU fallback allowed' if allowed else 'standalone loadable'}) or {job.target}/{scripts[1].name}",
             extra=dict(extra), companions=scripts)
@@ -431,12 +434,23 @@ def _qat_full(job: Job, work: Path) -> Path:
     """The QAT body with edgeq's decode head attached (float), as the PTQ's full ONNX is."""
     import onnx
 
-    from edgeq.head import attach_head
+    from edgeq.plugin import attach_head
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / "qat-full.onnx"
     onnx.save(attach_head(onnx.load(str(job.qat_onnx)), job.head, HeadLayout.PIXEL), str(path))
     return path
+
+
+def _dla_source(job: Job) -> Path:
+    """The graph the DLA engine is built from: the body (head decoded on the host) or the full model."""
+    return job.body_onnx if job.options.detach_head else job.full_onnx
+
+
+def _dla_precision(fp16_layers: list[str], layout: HeadLayout) -> Precision:
+    """INT8 with the FP16 layers named; the decode head in FP32 on the host, or FP16 inside the engine."""
+    body = [n for n in fp16_layers if not n.startswith(HEAD_PREFIX)]
+    return Precision.int8(head="fp32" if layout is HeadLayout.DETACHED else "fp16", keep=body, kept_as="fp16")
 
 
 def _collapse(findings: list[Finding]) -> list[Finding]:

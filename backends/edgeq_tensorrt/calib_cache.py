@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeq.errors import EdgeqError
+from edgeq.plugin import EdgeqError
 
 CALIBRATOR = "EntropyCalibration2"
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")

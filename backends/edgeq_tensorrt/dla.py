@@ -14,8 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import EdgeqError
-from edgeq.rules import Finding, Layer, RuleTable, Severity, TensorInfo, predicate
+from edgeq.plugin import EdgeqError, Finding, Layer, RuleTable, Severity, TensorInfo, predicate
 
 RULES = Path(__file__).parent / "rules" / "dla.yaml"
 DROPPED_DLA = ((11, 0), (11, 3))  # TensorRT 11.0 - 11.3 have no DLA support
@@ -100,7 +99,7 @@ def dla_layers(model, scales: Mapping[str, float] | None = None, input_format: s
     """Every ONNX node as a Layer, attributes normalised for the DLA rules, tensors carrying cache scales."""
     from onnx import numpy_helper
 
-    from edgeq.graph import onnx_layers
+    from edgeq.plugin import onnx_layers
 
     scales = scales or {}
     consts = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"

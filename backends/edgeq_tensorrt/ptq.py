@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import EdgeqError, StageError
-from edgeq.head import HEAD_PREFIX, INPUT_NAME
+from edgeq.plugin import HEAD_PREFIX, INPUT_NAME, EdgeqError, StageError
 
 
 def calibration_array(images: Sequence[np.ndarray], limit: int | None = None) -> np.ndarray:
@@ -97,7 +96,7 @@ def supply_ranges(qdq, fp32, images: np.ndarray, method: str) -> int:
     symmetric INT8 scales from edgeq's `method` ranges, measured on the FP32 model; returns how many tensors."""
     from onnx import numpy_helper
 
-    from edgeq.analyze.ranges import collect_histograms
+    from edgeq.plugin import collect_histograms
 
     inits = {i.name: i for i in qdq.graph.initializer}
     known = {i.name for i in fp32.graph.input} | {o for n in fp32.graph.node for o in n.output}

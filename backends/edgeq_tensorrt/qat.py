@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeq.backend import QuantAwareTraining
+from edgeq.plugin import QuantAwareTraining
 
 # ModelOpt's histogram searches with a stride of 16 bins: its entropy search over every bin takes minutes per model
 _HISTOGRAM = {"default": ("entropy", {"stride": 16}), "entropy": ("entropy", {"stride": 16}),
@@ -74,7 +74,7 @@ class ModelOptQuantAwareTraining(QuantAwareTraining):
 
         from modelopt.torch.opt.dynamic import DynamicModule
 
-        from edgeq.model import Detector, export_onnx
+        from edgeq.plugin import Detector, export_onnx
 
         plain = copy.deepcopy(trained.detection_model()).cpu().float().eval()  # ModelOpt's state sits on the graph
         for module in plain.modules():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.runners import Runner
+from edgeq.plugin import Runner
 
 
 def tensorrt_available() -> bool:
@@ -41,7 +41,7 @@ def build_engine(onnx_path: Path, *, calib_cache: Path | None = None, fp16_layer
     """
     import tensorrt as trt
 
-    from edgeq.errors import StageError
+    from edgeq.plugin import StageError
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import EdgeqError
+from edgeq.plugin import EdgeqError
 from edgeq_tensorrt.calib_cache import float32, write_cache
 from edgeq_tensorrt.qdq import DQ_OPS, INT8_MAX, Q_OPS, GraphIndex
 

@@ -18,27 +18,32 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from edgeq.backend import (
+from edgeq.plugin import (
     Artifact,
     Backend,
     BackendOptions,
     BuildResult,
     DeploySteps,
+    EdgeqError,
+    Finding,
+    HeadLayout,
     Job,
+    Precision,
     QuantPlan,
+    Role,
+    RuleTable,
+    Severity,
+    StageError,
     TargetProfile,
     load_profiles,
+    log,
 )
-from edgeq.errors import EdgeqError, StageError
-from edgeq.head import HeadLayout
-from edgeq.rules import Finding, RuleTable, Severity
 from edgeq_tflite import predicates  # noqa: F401  (registers the checks the rule tables use)
 from edgeq_tflite.options import OPTIONS
 
@@ -51,10 +56,6 @@ _HEAD_NOTES = {
     "pixel": "INT8 including the decode head, boxes in pixels sharing one INT8 output with 0..1 scores (the "
              "naive export, shown for comparison)",
 }
-
-
-def log(message: str) -> None:
-    print(f"edgeq: {message}", file=sys.stderr, flush=True)
 
 
 class TFLiteDeploy(BaseModel):
@@ -106,7 +107,7 @@ class TFLiteBackend(Backend):
         files = [a.path.relative_to(folder) for a in artifacts if a.path.is_relative_to(folder)]
         compiled = {str(f): (str(f.with_name(f"{f.stem}{deploy.compiled_suffix}.tflite")),)
                     for f in files} if deploy.compiled_suffix else {}
-        default = next((a for a in artifacts if a.path.is_relative_to(folder)), None)
+        default = next((a for a in artifacts if a.role is Role.DEPLOYABLE and a.path.is_relative_to(folder)), None)
         run = compiled.get(str(default.path.relative_to(folder)), (None,))[0] if default else None
         example = "python3 infer.py image.jpg" + (f" --model {run}" if run else "") + \
             (f" --delegate {deploy.delegate}" if deploy.delegate else "")
@@ -125,18 +126,16 @@ class TFLiteBackend(Backend):
     def check(self, job: Job) -> list[Finding]:
         """Findings on the FP32 body (what the default detached variant deploys), one per rule and message:
         a SiLU model has 57 identical activation findings, reported once with the count."""
-        import onnx
-
         from edgeq_tflite.graph import onnx_layers_with_producers
 
         table = RuleTable.load(HERE / job.profile.rules["onnx"])
-        findings = table.evaluate(onnx_layers_with_producers(onnx.load(str(job.body_onnx))))
+        findings = table.evaluate(onnx_layers_with_producers(job.graph(job.body_onnx)))
         return _collapse(findings)
 
     # --- build: convert each head variant, then describe each file -------------------------------------------
 
     def build(self, job: Job) -> BuildResult:
-        from edgeq_tflite.convert import run_worker, write_calibration
+        from edgeq_tflite.convert import convert_onnx, write_calibration
 
         opts = job.options
         work = job.staging / ".tflite-work"
@@ -153,11 +152,11 @@ class TFLiteBackend(Backend):
                 onnx_path = self._onnx_for(job, head, work)
                 files = [(out_dir / f"{_name(job.target, head, g)}.tflite", g) for g in granularities]
                 log(f"{job.target}: converting the {head} variant ({onnx_path.name})")
-                conv = run_worker(onnx_path, calib, files, opts.io_dtype, work / head, f"{job.target}-{head}",
-                                  job.staging.parent)
-                for path, granularity in files:
-                    artifact, findings = self._describe(job, head, granularity, path, conv, primary=rank == 0,
-                                                        log_dir=work / head)
+                conv = convert_onnx(onnx_path, calib, files, opts.io_dtype, work / head, f"{job.target}-{head}",
+                                    job.log_dir)
+                for number, (path, granularity) in enumerate(files):
+                    role = Role.DEPLOYABLE if rank == 0 and number == 0 else Role.COMPARISON
+                    artifact, findings = self._describe(job, head, granularity, path, conv, role, log_dir=work / head)
                     result.artifacts.append(artifact)
                     result.findings += findings
         finally:
@@ -171,13 +170,13 @@ class TFLiteBackend(Backend):
             return job.full_onnx
         import onnx
 
-        from edgeq.head import attach_head
+        from edgeq.plugin import attach_head
 
         path = _mkdir(work / head) / f"{job.body_onnx.stem.removesuffix('-body')}-normalized.onnx"
         onnx.save(attach_head(onnx.load(str(job.body_onnx)), job.head, HeadLayout.NORMALIZED), str(path))
         return path
 
-    def _describe(self, job: Job, head: str, granularity: str, path: Path, conv, primary: bool,
+    def _describe(self, job: Job, head: str, granularity: str, path: Path, conv, role: Role,
                   log_dir: Path) -> tuple[Artifact, list[Finding]]:
         """One converted file: verified full-integer, mapped op by op, gated, compiled where the target has a
         compiler, and described for the report."""
@@ -188,6 +187,7 @@ class TFLiteBackend(Backend):
         table = self._op_table(job, path, graph)
         # every variant must build; only the primary (first) head is held to the fallback policy, the others
         # are comparisons in the report
+        primary = HeadLayout(head) is HeadLayout(job.options.heads[0])
         job.fallback.enforce([f for f in table.findings if primary or f.severity is Severity.ERROR], where=path.stem)
         findings = [Finding(f.rule, f.severity, f"{path.stem}: {f.where}", f.message, f.fix)
                     for f in _collapse(table.findings)]
@@ -204,7 +204,7 @@ class TFLiteBackend(Backend):
             notes.append(self._compile(job, path, log_dir, extra, companions))
         if job.profile.figures == "emulated":
             notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} INT8 kernels")
-        return self._artifact(job, head, granularity, path, "; ".join(notes), extra, companions), findings
+        return self._artifact(job, head, granularity, path, role, "; ".join(notes), extra, companions), findings
 
     def _op_table(self, job: Job, path: Path, graph):
         from edgeq_tflite.optable import build_op_table
@@ -217,14 +217,14 @@ class TFLiteBackend(Backend):
             log(f"  #{row.index:<4} {row.op:<24} {row.runs_on:<8} {row.reason[:110]}")
         return table
 
-    def _artifact(self, job: Job, head: str, granularity: str, path: Path, note: str, extra: dict,
+    def _artifact(self, job: Job, head: str, granularity: str, path: Path, role: Role, note: str, extra: dict,
                   companions: list[Path]) -> Artifact:
         from edgeq_tflite.runner import LiteRTRunner
 
         layout, reference = HeadLayout(head), job.options.kernels == "reference"
         return Artifact(
             name=path.stem, target=job.target, variant=f"int8-{head}-{granularity}", path=path,
-            precision="int8+fp32-head" if layout is HeadLayout.DETACHED else "int8", layout=layout,
+            precision=Precision.int8(head="fp32" if layout is HeadLayout.DETACHED else None), role=role, layout=layout,
             status=job.profile.figures, note=note,
             open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, reference_kernels=reference),
             measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions),
@@ -242,7 +242,7 @@ class TFLiteBackend(Backend):
             extra["edgetpu_compiler"] = "not run" if compiler else "not on PATH"
             why = "compile: never" if compiler else "edgetpu_compiler is not on PATH (Coral's package feed only)"
             return f"{path.stem}_edgetpu.tflite not built: {why}; run {script.name} on a host with the compiler"
-        compiled, figures = edgetpu.compile_model(path, _mkdir(log_dir), job.staging.parent /
+        compiled, figures = edgetpu.compile_model(path, _mkdir(log_dir), job.log_dir /
                                                   f"{job.target}-edgetpu-compile.log", job.options.compiler_timeout_s)
         extra["edgetpu_compiler"] = figures
         companions.append(compiled)
@@ -281,7 +281,7 @@ def _collapse(findings: list[Finding]) -> list[Finding]:
 
 def _require_full_integer(job: Job, path: Path, graph) -> None:
     if problems := full_integer_problems(graph):
-        kept = job.staging.parent / f"{job.target}-full-integer.log"
+        kept = job.log_dir / f"{job.target}-full-integer.log"
         kept.write_text("\n".join(problems) + "\n")
         raise StageError("full-integer", f"{path.name} is not full-integer: {problems[0]}", str(kept))
 

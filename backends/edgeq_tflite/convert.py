@@ -1,4 +1,4 @@
-"""Parent side of the conversion: calibration data on disk, the worker process, its log, and failures.
+"""Parent side of the conversion: calibration data on disk, and the worker (edgeq's worker protocol) it feeds.
 
 Everything is written under the work folder the backend gives (inside `job.staging`); TensorFlow's own
 caches and temporary files are pointed into `edgeq.env.cache_dir()` / the work folder through the worker's
@@ -7,10 +7,6 @@ environment, so an export writes nowhere else.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.env import cache_dir
-from edgeq.errors import StageError
+from edgeq.plugin import WorkerCall, cache_dir, run_worker
 
 
 @dataclass(frozen=True)
@@ -57,11 +52,12 @@ def _is_8bit(x: np.ndarray) -> bool:
 
 
 def worker_env(workdir: Path) -> dict[str, str]:
+    """What the worker's environment adds: TensorFlow's caches and temporary files inside edgeq's cache and the
+    work folder, no GPU, and the FP32 check's numerics."""
     cache = cache_dir()
     tmp = workdir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({
+    return {
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "TF_ENABLE_ONEDNN_OPTS": "0",  # the FP32 check compares with ONNX Runtime bit-closely
         "KERAS_HOME": str(cache / "keras"),
@@ -72,47 +68,18 @@ def worker_env(workdir: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(cache / "xdg-config"),
         "CUDA_VISIBLE_DEVICES": "",
         "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp),
-        "PYTHONUNBUFFERED": "1",
-        "NO_COLOR": "1",
-    })
-    # the worker imports edgeq_tflite.worker; keep this package importable whatever the cwd
-    here = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
-    return env
+    }
 
 
-def run_worker(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
-               log_name: str, keep_log_dir: Path, timeout_s: float = 3600) -> Conversion:
-    """Convert one ONNX graph into one .tflite per (path, granularity). On failure: StageError with the log
-    copied to `keep_log_dir/<log_name>-<stage>.log` (the pipeline keeps the staging parent's logs)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    job_file, result_file, log_path = workdir / "job.json", workdir / "result.json", workdir / f"{log_name}.log"
-    job_file.write_text(json.dumps({
-        "onnx": str(onnx_path), "workdir": str(workdir / "tf"), "calib": str(calib_path),
-        "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype,
-        "result": str(result_file),
-    }))
-    with log_path.open("w") as log:
-        try:
-            proc = subprocess.run([sys.executable, "-m", "edgeq_tflite.worker", str(job_file)], stdout=log,
-                                  stderr=subprocess.STDOUT, env=worker_env(workdir), cwd=workdir, timeout=timeout_s,
-                                  check=False)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = None
-    result = json.loads(result_file.read_text()) if result_file.exists() else None
-    if code == 0 and result and result.get("ok"):
-        return Conversion(outputs=result["outputs"], fp32_rel_error=result["fp32_rel_error"],
-                          seconds={**result["timings"], **{Path(b["path"]).name: b["seconds"]
-                                                           for b in result["built"]}},
-                          calibration_images=result["calibration_images"])
-    if result and not result.get("ok"):
-        stage, detail = result["stage"], result["detail"]
-    elif code is None:
-        stage, detail = "convert", f"timed out after {timeout_s:.0f} s"
-    else:
-        stage, detail = "convert", f"worker died with status {code} (out of memory?)"
-    keep_log_dir.mkdir(parents=True, exist_ok=True)
-    kept = keep_log_dir / f"{log_name}-{stage}.log"
-    shutil.copyfile(log_path, kept)
-    raise StageError(stage, f"{onnx_path.name}: {detail}", str(kept))
+def convert_onnx(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
+                 log_name: str, log_dir: Path, timeout_s: float = 3600) -> Conversion:
+    """Convert one ONNX graph into one .tflite per (path, granularity), through the worker protocol in edgeq's own
+    interpreter. On failure: StageError naming `log_dir/<log_name>.log` (the job's log folder, kept)."""
+    result = run_worker(sys.executable, WorkerCall(
+        script=Path(__file__).with_name("worker.py"), workdir=workdir, log=log_dir / f"{log_name}.log",
+        stage="convert", timeout_s=timeout_s, env=worker_env(workdir), job={
+            "onnx": str(onnx_path), "workdir": str(workdir / "tf"), "calib": str(calib_path),
+            "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype}))
+    return Conversion(outputs=result["outputs"], fp32_rel_error=result["fp32_rel_error"],
+                      seconds={**result["timings"], **{Path(b["path"]).name: b["seconds"] for b in result["built"]}},
+                      calibration_images=result["calibration_images"])

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgeq.errors import StageError
+from edgeq.plugin import StageError
 
 COMPILER = "edgetpu_compiler"
 

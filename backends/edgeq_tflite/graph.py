@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeq.rules import Layer, TensorInfo
+from edgeq.plugin import Layer, TensorInfo
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -127,7 +127,7 @@ def read_tflite(path: Path) -> TFLiteGraph:
 
 def onnx_layers_with_producers(model) -> list[Layer]:
     """`edgeq.graph.onnx_layers` plus the producer map and constant inputs the pattern checks read."""
-    from edgeq.graph import onnx_layers
+    from edgeq.plugin import onnx_layers
 
     consts = {init.name for init in model.graph.initializer}
     producers = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from edgeq.rules import Finding, RuleTable, Severity
+from edgeq.plugin import Finding, RuleTable, Severity
 from edgeq_tflite import predicates  # noqa: F401  (registers the checks the tables use)
 from edgeq_tflite.graph import TFLiteGraph, short_name
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edgeq.backend import BackendOptions
+from edgeq.plugin import BackendOptions
 
 Granularity = Literal["per-channel", "per-tensor"]
 Head = Literal["detached", "normalized", "pixel"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edgeq.rules import Layer, predicate
+from edgeq.plugin import Layer, predicate
 from edgeq_tflite.graph import short_name
 
 

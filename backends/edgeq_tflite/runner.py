@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import EdgeqError
-from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
-from edgeq.runners import BatchNotSupported, Runner
+from edgeq.plugin import OUTPUT_NAME, BatchNotSupported, EdgeqError, HeadLayout, HeadSpec, Runner
 
 
 class LiteRTRunner(Runner):

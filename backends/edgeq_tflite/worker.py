@@ -1,6 +1,7 @@
-"""Conversion worker, run in its own process: ONNX -> TensorFlow (onnx2tf) -> full-integer TFLite.
-
-    python -m edgeq_tflite.worker job.json
+"""Conversion worker, run in its own process through edgeq's worker protocol (edgeq.toolchains): ONNX ->
+TensorFlow (onnx2tf) -> full-integer TFLite. `run(job)` is called by the protocol's child in edgeq's own
+interpreter (the family's toolchain is edgeq's environment; the protocol is the same as for a vendor toolchain in
+an interpreter of its own).
 
 A subprocess keeps TensorFlow's memory, threads and global state out of the exporter, gives one log file per
 conversion (stdout and stderr of onnx2tf and the converter), and lets the parent kill a hung conversion.
@@ -13,46 +14,27 @@ failed full-integer conversion as a warning. Ours fails loudly instead, names th
 signature (`box_0`, `cls_0`, ... or `output0`), and calibrates on the job's images only.
 
 No network: onnx2tf fetches a sample image file for its shape-estimation dummy inference (and for
-calibration when none is given). Here that function returns the job's own calibration images, and socket
-connections raise, so a future onnx2tf that tries anything else fails instead of reaching out.
+calibration when none is given). Here that function returns the job's own calibration images, and the
+protocol's child refuses socket connections, so a future onnx2tf that tries anything else fails instead of
+reaching out.
 
-The job file (JSON) holds: onnx, workdir, calib (an .npy of NHWC images, uint8 0..255 or float32 0..1),
-outputs (list of {path, granularity}), io_dtype, result (JSON path written on success and on failure).
+The job holds: onnx, workdir, calib (an .npy of NHWC images, uint8 0..255 or float32 0..1), outputs (list of
+{path, granularity}), io_dtype.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
+from edgeq_worker import Failure  # provided by the worker protocol's child (edgeq/toolchains/child.py)
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # the file onnx2tf looks for in cwd
 
 
 CALIBRATION_SECONDS: list[float] = []  # time spent running the float model over the calibration images
-
-
-class Failure(Exception):
-    def __init__(self, stage: str, detail: str) -> None:
-        super().__init__(detail)
-        self.stage, self.detail = stage, detail
-
-
-def _no_network() -> None:
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"edgeq: network access refused during conversion (to {address})")
-        return _connect(self, address, *args, **kwargs)
-
-    _connect = socket.socket.connect
-    socket.socket.connect = refuse
-    socket.socket.connect_ex = refuse
 
 
 def _images(calib: np.ndarray):
@@ -107,7 +89,7 @@ def _calibrate_once() -> None:
     calibrator.Calibrator._edgeq_memo = memo
 
 
-def convert(job: dict) -> dict:
+def run(job: dict) -> dict:
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
@@ -208,28 +190,5 @@ def convert(job: dict) -> dict:
         built.append({"path": spec["path"], "granularity": spec["granularity"],
                       "seconds": round(time.perf_counter() - t - calibrated, 2)})
         timings["calibrate_s"] = round(timings.get("calibrate_s", 0.0) + calibrated, 2)
-    return {"ok": True, "outputs": names, "fp32_rel_error": errors, "timings": timings, "built": built,
+    return {"outputs": names, "fp32_rel_error": errors, "timings": timings, "built": built,
             "calibration_images": int(calib.shape[0])}
-
-
-def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text())
-    _no_network()
-    result_path = Path(job["result"])
-    try:
-        result = convert(job)
-    except Failure as exc:
-        traceback.print_exc()
-        result_path.write_text(json.dumps({"ok": False, "stage": exc.stage, "detail": exc.detail}))
-        return 1
-    except Exception as exc:  # noqa: BLE001  (a bug or an unforeseen converter error: still one line)
-        traceback.print_exc()
-        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ''}"
-        result_path.write_text(json.dumps({"ok": False, "stage": "convert", "detail": detail}))
-        return 1
-    result_path.write_text(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from edgeq import hostside
-from edgeq.backend import Artifact, DeploySteps, Job
+from edgeq.backend import SHIPPED_ROLES, Artifact, DeploySteps, Job
 from edgeq.head import HeadLayout
 from edgeq.report import ArtifactEntry
 
@@ -51,7 +51,7 @@ def write_kit(folder: Path, job: Job, artifacts: list[Artifact], entries: list[A
     job.head.to_json(folder / "head.json")
     default = _default_artifact(shipped)
     rows = [{"name": a.name, "file": str(a.path.relative_to(folder)), "layout": a.layout.value,
-             "precision": a.precision, "status": a.status,
+             "precision": a.precision.label(), "role": a.role.value, "status": a.status,
              "device_files": list(steps.device_files.get(str(a.path.relative_to(folder)), ()))} for a in shipped]
     (folder / "deploy.json").write_text(json.dumps(
         {"target": job.target, "imgsz": job.head.imgsz, "default": str(default.path.relative_to(folder)),
@@ -62,9 +62,9 @@ def write_kit(folder: Path, job: Job, artifacts: list[Artifact], entries: list[A
 
 
 def _default_artifact(shipped: list[Artifact]) -> Artifact:
-    """What `infer.py` runs without --model: the deployable INT8 file (the first INT8 one, as the report's budget
-    picks), else the first."""
-    return next((a for a in shipped if a.precision.startswith("int8")), shipped[0])
+    """What `infer.py` runs without --model: the file the target ships (its backend's role, as the report's budget
+    picks it), else the first in the folder."""
+    return next((a for role in SHIPPED_ROLES for a in shipped if a.role is role), shipped[0])
 
 
 def _markdown(folder: Path, job: Job, shipped: list[Artifact], default: Artifact,
@@ -81,7 +81,7 @@ def _markdown(folder: Path, job: Job, shipped: list[Artifact], default: Artifact
         figure = "" if e is None or e.map50_95 is None else f"{e.map50_95:.2f}"
         drop = "" if e is None or e.drop_map50_95 is None else f"{e.drop_map50_95:.2f}"
         marker = " (default)" if a is default else ""
-        lines.append(f"| `{a.path.relative_to(folder)}`{marker} | {a.precision} | {a.layout.value} | {a.status} | "
+        lines.append(f"| `{a.path.relative_to(folder)}`{marker} | {a.precision.label()} | {a.layout.value} | {a.status} | "
                      f"{figure} | {drop} |")
     not_built = [a for a in shipped if a.status == "not-built"]
     copy = [default, *[a for a in shipped if a is not default and a.status == "not-built"]]

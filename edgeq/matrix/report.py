@@ -18,11 +18,12 @@ _COLOURS = {"FP32 model": "#718096", "head FP32 on the host": "#2b6cb0", "head F
 
 def head_treatment(entry: ArtifactEntry) -> str:
     """How the artifact treats the decode head, from its precision and output layout (the picture's colours)."""
-    if entry.precision == "fp32":
+    detail = entry.precision_detail
+    if not (detail["weights"].startswith("int") or detail["activations"].startswith("int")):
         return "FP32 model"
     if entry.layout == "detached":
         return "head FP32 on the host"
-    if "fp32-head" in entry.precision:
+    if not detail["head"].startswith("int"):
         return "head FP32 in the graph"
     return {"normalized": "head INT8, normalized boxes", "selected": "selection in the graph"}.get(
         entry.layout, "head INT8, pixel boxes")
@@ -40,10 +41,10 @@ class TargetOutcome:
     artifacts: list[ArtifactEntry] = field(default_factory=list)
 
     def primary(self) -> ArtifactEntry | None:
-        """The target's deployable INT8 artifact (the one --max-drop gates), as a single export picks it."""
-        from edgeq.pipeline import primary_entry
+        """The artifact the target ships (the one --max-drop gates), as a single export picks it."""
+        from edgeq.pipeline import shipped_entry
 
-        return primary_entry(self.artifacts)
+        return shipped_entry(self.artifacts)
 
 
 @dataclass

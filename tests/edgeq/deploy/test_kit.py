@@ -33,7 +33,7 @@ def test_kit_holds_the_host_side_and_says_how_to_deploy(kit):
     deploy = json.loads((kit / "deploy.json").read_text())
     assert deploy == {"target": "ort-int8", "imgsz": 320, "default": "model-int8.onnx", "artifacts": [
         {"name": "ort-int8", "file": "model-int8.onnx", "layout": "pixel", "precision": "int8",
-         "status": "emulated", "device_files": []}]}
+         "role": "deployable", "status": "emulated", "device_files": []}]}
     text = (kit / "DEPLOY.md").read_text()
     for section in ("## Artifacts", "## What to copy to the device", "## On the device", "## Input",
                     "## Outputs and decoding"):

@@ -6,26 +6,20 @@ quantizers around them disagree, it inserts reformat (rescale) layers; on DLA, C
 and output scales does not run at all. So every quantizer of such a group gets the group's largest scale
 (largest amax: nothing that fitted before is clipped after).
 
-Groups are unions over the *float* tensors behind the Q/DQ pairs:
-  concat       all inputs and the output of every Concat
-  maxpool      input and output of MaxPool (the SPPF branches chain through three of them)
-  add          both inputs of an Add of two activations (residual connections)
-  passthrough  input and outputs of pure data movement (Slice, Split, Reshape, Transpose, nearest Resize, ...)
+Which tensors tie is the target's scheme (`unified:` in profiles.yaml, edgeq.analyze.scheme.ScaleTie): the same
+data, through the same `tied_groups`, gives the groups edgeq's emulation uses in `edgeq analyze` and the search.
+The groups are over the *float* tensors behind the Q/DQ pairs (a DequantizeLinear's input is looked through).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeq_tensorrt.qdq import DQ_OPS, GraphIndex, activation_quantizers, real_tensor
-
-GPU_TIES = ("concat", "maxpool", "add", "passthrough")
-DLA_TIES = ("concat", "maxpool", "passthrough")
-PASSTHROUGH_OPS = ("Slice", "Split", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity",
-                   "Resize", "Upsample", "Pad")
+from edgeq.plugin import ScaleTie, tied_groups
+from edgeq_tensorrt.qdq import DQ_OPS, Q_OPS, GraphIndex, activation_quantizers, real_tensor
 
 
 @dataclass
@@ -35,77 +29,38 @@ class UnifyResult:
     groups: list[list[str]] = field(default_factory=list)  # float tensors of every group with >= 2 quantizers
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, items: list[str]) -> None:
-        roots = [self.find(i) for i in items]
-        for r in roots[1:]:
-            self.parent[r] = roots[0]
+def scale_groups(model, ties: Sequence[ScaleTie], exclude_prefix: str | None = None) -> list[set[str]]:
+    """The float tensors of `model` (a Q/DQ graph) that `ties` make share one scale."""
+    index = GraphIndex(model)
+    return tied_groups(model.graph.node, ties,
+                       lambda node: [real_tensor(index, i) for i in node.input if i and not index.is_const(i)],
+                       skip=lambda node: node.op_type in (*Q_OPS, *DQ_OPS)
+                       or bool(exclude_prefix and node.name.startswith(exclude_prefix)))
 
 
-def _ties(index: GraphIndex, node, ties: tuple[str, ...], exclude_prefix: str | None) -> list[str]:
-    if exclude_prefix and node.name.startswith(exclude_prefix):
-        return []
-    acts = [real_tensor(index, i) for i in node.input if i and not index.is_const(i)]
-    op = node.op_type
-    if op == "Concat" and "concat" in ties:
-        return acts + list(node.output)
-    if op == "MaxPool" and "maxpool" in ties:
-        return acts[:1] + list(node.output[:1])
-    if op == "Add" and "add" in ties and len(acts) == 2:
-        return acts
-    if op in PASSTHROUGH_OPS and "passthrough" in ties and acts:
-        if op == "Resize" and _attr(node, "mode", b"nearest") != b"nearest":
-            return []
-        return acts[:1] + [o for o in node.output if o]
-    return []
+def _quantizers_by_group(model, ties: Sequence[ScaleTie], exclude_prefix: str | None):
+    index = GraphIndex(model)
+    groups = scale_groups(model, ties, exclude_prefix)
+    group_of = {t: k for k, group in enumerate(groups) for t in group}
+    by_group: dict[int, list] = {}
+    for quantizer in activation_quantizers(index):
+        if quantizer.tensor in group_of:
+            by_group.setdefault(group_of[quantizer.tensor], []).append(quantizer)
+    return index, groups, by_group
 
 
-def _attr(node, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            from onnx import helper
-
-            return helper.get_attribute_value(a)
-    return default
-
-
-def unify_scales(model, ties: tuple[str, ...] = GPU_TIES, exclude_prefix: str | None = None) -> UnifyResult:
+def unify_scales(model, ties: Sequence[ScaleTie], exclude_prefix: str | None = None) -> UnifyResult:
     """Rewrite `model` in place so every group of tied tensors is quantized with one scale (the largest)."""
     from onnx import numpy_helper
 
-    index = GraphIndex(model)
-    uf = _UnionFind()
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        members = _ties(index, node, ties, exclude_prefix)
-        if len(members) >= 2:
-            uf.union(members)
-    by_group: dict[str, list] = defaultdict(list)
-    for quantizer in activation_quantizers(index):
-        if quantizer.tensor in uf.parent:
-            by_group[uf.find(quantizer.tensor)].append(quantizer)
-    members_of: dict[str, list[str]] = defaultdict(list)
-    for tensor in uf.parent:
-        members_of[uf.find(tensor)].append(tensor)
-
+    index, groups, by_group = _quantizers_by_group(model, ties, exclude_prefix)
     merged = rescaled = 0
-    groups = []
-    for k, (root, quantizers) in enumerate(sorted(by_group.items())):
+    kept_groups = []
+    for k, quantizers in sorted(by_group.items()):
         if len(quantizers) < 2:
             continue
         shared = max(q.scale for q in quantizers)
-        name = f"edgeq_unified_scale_{k}"
+        name = f"edgeq_unified_scale_{len(kept_groups)}"
         model.graph.initializer.append(numpy_helper.from_array(np.array(shared, dtype=np.float32), name))
         for q in quantizers:
             qnode = index.node(q.node)
@@ -114,9 +69,9 @@ def unify_scales(model, ties: tuple[str, ...] = GPU_TIES, exclude_prefix: str | 
                 index.node(d).input[1] = name
             rescaled += q.scale != shared
         merged += len(quantizers) - 1
-        groups.append(sorted(members_of[root]))
+        kept_groups.append(sorted(groups[k]))
     _drop_unused_initializers(model)
-    return UnifyResult(merged_quantizers=merged, rescaled_quantizers=rescaled, groups=groups)
+    return UnifyResult(merged_quantizers=merged, rescaled_quantizers=rescaled, groups=kept_groups)
 
 
 def _drop_unused_initializers(model) -> None:
@@ -126,18 +81,8 @@ def _drop_unused_initializers(model) -> None:
     model.graph.initializer.extend(keep)
 
 
-def group_scale_spread(model, ties: tuple[str, ...] = GPU_TIES) -> list[tuple[str, float, float]]:
-    """(group root, min scale, max scale) of every tied group: after unification min == max (used by tests)."""
-    index = GraphIndex(model)
-    uf = _UnionFind()
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear",) + DQ_OPS:
-            continue
-        members = _ties(index, node, ties, None)
-        if len(members) >= 2:
-            uf.union(members)
-    by_group: dict[str, list[float]] = defaultdict(list)
-    for q in activation_quantizers(index):
-        if q.tensor in uf.parent:
-            by_group[uf.find(q.tensor)].append(q.scale)
-    return [(root, min(s), max(s)) for root, s in by_group.items() if len(s) >= 2]
+def group_scale_spread(model, ties: Sequence[ScaleTie]) -> list[tuple[int, float, float]]:
+    """(group, min scale, max scale) of every tied group with two or more quantizers: after unification
+    min == max (what the tests hold a build to)."""
+    _, _, by_group = _quantizers_by_group(model, ties, None)
+    return [(k, min(q.scale for q in qs), max(q.scale for q in qs)) for k, qs in by_group.items() if len(qs) >= 2]

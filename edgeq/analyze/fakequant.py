@@ -3,7 +3,8 @@ of chosen layers, weights rounded to INT8 in place (per-channel or per-tensor, s
 
 This is what makes a per-layer sweep cheap and target-agnostic: quantizing one layer at a time (the rest in
 float) or every layer but a few is a graph edit on the FP32 ONNX every target starts from. It reproduces the
-scheme (granularity, symmetry, which inputs are quantized, shared ranges on Concat), with activation ranges
+scheme (granularity, symmetry, which inputs are quantized, which tensors share one range: the scheme's `unified`
+ties through the same `tied_groups` the TensorRT family's build unifies its scales with), with activation ranges
 from edgeq's calibrators; it is not bit-exact with any quantizer, which is why the search re-builds the real
 artifact at every step.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeq.analyze.ranges import Range
-from edgeq.analyze.scheme import QuantScheme
+from edgeq.analyze.scheme import QuantScheme, tied_groups
 from edgeq.head import HEAD_PREFIX
 
 WEIGHTED = ("Conv", "ConvTranspose")
@@ -86,6 +87,13 @@ class QuantGraph:
                          and getattr(infos.get(t), "dtype", None) in _FLOAT)
             if acts or weight:
                 self.layers[name] = LayerInfo(name, node.op_type, acts, weight, name.startswith(HEAD_PREFIX))
+        # tensor -> the quantized tensors it shares one range with. The decode head's own ties are left out, as
+        # the TensorRT build leaves them out (its head stays float; elsewhere an in-graph head is a comparison)
+        quantized = set(self.activation_tensors())
+        groups = tied_groups(graph.node, scheme.unified, lambda node: [t for t in node.input if t and t not in consts],
+                             skip=lambda node: node.name.startswith(HEAD_PREFIX))
+        self.tied = {t: frozenset(members) for group in groups if len(members := group & quantized) > 1
+                     for t in members}
 
     def candidates(self, head_quantized: bool) -> list[str]:
         """The layers a sweep ranks: the scheme's candidate ops in the body, and every quantized head layer when
@@ -103,8 +111,8 @@ class QuantGraph:
 
 
 def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable[str]):
-    """The FP32 model with `layers` quantized per the scheme: Q/DQ on their activation inputs (one shared range
-    across the inputs of unified ops), weights rounded to INT8."""
+    """The FP32 model with `layers` quantized per the scheme: Q/DQ on their activation inputs (a tensor tied to
+    others by the scheme gets the range covering them all), weights rounded to INT8."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -137,11 +145,7 @@ def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable
         if info is not None:
             node = onnx.NodeProto.FromString(node.SerializeToString())
             acts = [t for t in info.activation_inputs if t in ranges]
-            if node.op_type in scheme.unified and acts:
-                shared = Range(min(ranges[t].lo for t in acts), max(ranges[t].hi for t in acts))
-                rewired = {t: fq(t, shared) for t in acts}
-            else:
-                rewired = {t: fq(t, ranges[t]) for t in acts}
+            rewired = {t: fq(t, _shared_range(qgraph, ranges, t)) for t in acts}
             for k, t in enumerate(node.input):
                 if t in rewired:
                     node.input[k] = rewired[t]
@@ -155,6 +159,12 @@ def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)
     return model
+
+
+def _shared_range(qgraph: QuantGraph, ranges: Mapping[str, Range], tensor: str) -> Range:
+    """The range `tensor` is quantized with: its own, or the one covering every tensor it is tied to."""
+    members = [ranges[t] for t in qgraph.tied.get(tensor, (tensor,)) if t in ranges]
+    return Range(min(r.lo for r in members), max(r.hi for r in members)) if len(members) > 1 else ranges[tensor]
 
 
 def quantize_weight(w: np.ndarray, granularity: str) -> np.ndarray:

@@ -9,6 +9,7 @@ in data files, not in code.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,12 +27,77 @@ CHOOSABLE = ("default", "auto", *METHODS)
 
 
 class HigherPrecision(BaseModel):
-    """What keeping a layer out of INT8 gives on this target, and how edgeq asks the quantizer for it."""
+    """What keeping a layer out of INT8 gives on this target, and how edgeq asks the quantizer for it. `int16`
+    is 16-bit activations with 8-bit weights (a target's w8a16 / 16x8 mode): the emulation treats a kept layer
+    as float either way, its error being 256 times smaller than INT8's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    precision: Literal["fp32", "fp16"]
+    precision: Literal["fp32", "fp16", "int16"]
     how: str  # e.g. "NNCF ignored scope", shown in the report
+
+    @property
+    def bits(self) -> int:
+        return {"fp32": 32, "fp16": 16, "int16": 16}[self.precision]
+
+
+class ScaleTie(BaseModel):
+    """Ops whose tensors the target quantizes with one shared scale (no requantization between them), and which
+    of each such node's activation tensors tie: `all` its activation inputs and outputs (Concat), `through` its
+    first input and its outputs (pooling, data movement), `inputs` its activation inputs when it has at least two
+    (a residual Add). `modes`: only nodes whose `mode` attribute is one of these (nearest Resize)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ops: tuple[str, ...]
+    tie: Literal["all", "through", "inputs"]
+    modes: tuple[str, ...] = ()
+
+    def members(self, node, activations: list[str]) -> list[str]:
+        """The tensors of `node` (an ONNX NodeProto) this rule ties; `activations` are its non-constant inputs."""
+        if node.op_type not in self.ops or not activations:
+            return []
+        if self.modes:
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+            if mode not in self.modes:
+                return []
+        outputs = [o for o in node.output if o]
+        if self.tie == "all":
+            return [*activations, *outputs]
+        if self.tie == "through":
+            return [activations[0], *outputs]
+        return activations if len(activations) >= 2 else []
+
+
+def tied_groups(nodes: Iterable, ties: Iterable[ScaleTie], activations_of: Callable[[object], list[str]],
+                skip: Callable[[object], bool] = lambda node: False) -> list[set[str]]:
+    """The groups of tensors sharing one scale under `ties`, over `nodes` (ONNX nodes): connected components of
+    the tie rules, so a chain (SPPF's three pools into one Concat) is one group. `activations_of(node)` lists a
+    node's activation inputs as float tensor names (a Q/DQ graph maps them back through its DequantizeLinear);
+    `skip(node)` leaves nodes out (Q/DQ nodes themselves, the decode head). The one function both the build (the
+    TensorRT family's scale unification) and the emulation (`edgeq analyze`, the search) compute groups with."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    rules = tuple(ties)
+    for node in nodes:
+        if skip(node):
+            continue
+        activations = activations_of(node)
+        for rule in rules:
+            members = rule.members(node, activations)
+            for other in members[1:]:
+                parent[find(other)] = find(members[0])
+    groups: dict[str, set[str]] = {}
+    for tensor in parent:
+        groups.setdefault(find(tensor), set()).add(tensor)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 class QuantScheme(BaseModel):
@@ -42,7 +108,8 @@ class QuantScheme(BaseModel):
     # op types whose float activation inputs are quantized; ["*"]: every op (full-integer targets)
     ops: tuple[str, ...]
     fused_silu: bool = True  # SiLU (x * sigmoid(x)) runs as one op: nothing inside it is stored in INT8
-    unified: tuple[str, ...] = ("Concat",)  # ops whose inputs share one range (one scale, no requantization)
+    # which tensors share one scale (no requantization between them); Concat's inputs and output everywhere
+    unified: tuple[ScaleTie, ...] = (ScaleTie(ops=("Concat",), tie="all"),)
     # the layers a sensitivity sweep ranks (and the search may keep in higher precision)
     candidates: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
     default_method: str  # what `calibration.method: default` is, in the quantizer's words

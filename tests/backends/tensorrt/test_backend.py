@@ -182,7 +182,7 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
         assert engine.status == "not-built" and "build_engine.sh" in engine.note
     assert qdq.extra["merged_quantizers"] > 10
     model = onnx.load(str(qdq.path))
-    assert not [g for g in group_scale_spread(model) if g[1] != g[2]]
+    assert not [g for g in group_scale_spread(model, job.plan.scheme.unified) if g[1] != g[2]]
     head_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and
               any(n.input[0].startswith(p) for p in ("edgeq_head/",))]
     assert not head_q  # decode head stays float

@@ -2,7 +2,8 @@
 
 import numpy as np
 from edgeq_tensorrt.qdq import GraphIndex, activation_quantizers
-from edgeq_tensorrt.unify import DLA_TIES, GPU_TIES, group_scale_spread, unify_scales
+from edgeq_tensorrt import TensorRTBackend
+from edgeq_tensorrt.unify import group_scale_spread, unify_scales
 from trt_graphs import make_model
 
 
@@ -31,18 +32,22 @@ def _qdq_graph():
                       [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 6, 8, 8])], inits)
 
 
+GPU_TIES = TensorRTBackend.profiles["tensorrt"].quantization.unified  # the scheme's ties: the build's and the emulation's
+DLA_TIES = TensorRTBackend.profiles["dla"].quantization.unified
+
+
 def _scales(model):
     return {q.tensor: q.scale for q in activation_quantizers(GraphIndex(model))}
 
 
 def test_gpu_unification_gives_every_group_its_largest_scale():
     model = _qdq_graph()
-    assert group_scale_spread(model)  # scales differ before
+    assert group_scale_spread(model, GPU_TIES)  # scales differ before
     result = unify_scales(model, GPU_TIES)
     scales = _scales(model)
     assert set(scales.values()) == {np.float32(0.3)}  # add ties a and b, pool ties a, concat ties all: one group
     assert result.merged_quantizers == 3 and result.rescaled_quantizers == 3
-    assert not [g for g in group_scale_spread(model) if g[1] != g[2]]
+    assert not [g for g in group_scale_spread(model, GPU_TIES) if g[1] != g[2]]
 
 
 def test_dla_unification_leaves_residual_add_inputs_alone():
@@ -58,7 +63,7 @@ def test_unified_graph_still_runs():
     import onnxruntime as ort
 
     model = _qdq_graph()
-    unify_scales(model)
+    unify_scales(model, GPU_TIES)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = {n: np.random.default_rng(0).uniform(-1, 1, (1, 2, 8, 8)).astype(np.float32) for n in "abc"}
     (out,) = session.run(None, x)

@@ -85,6 +85,17 @@ smoke-sized job; --device cpu runs anyway.
 """
 
 
+TOOLCHAINS_EPILOG = """\
+A target family whose vendor toolchain cannot share edgeq's environment (its own pins of numpy, onnx, protobuf)
+runs it in an interpreter of its own, talking to it through job and result files. Installing one is an explicit
+step, like pip: nothing is installed while exporting, and nothing into your own environment.
+
+  edgeq toolchains                       which toolchains the installed families declare, and whether they are ready
+  edgeq toolchains install NAME          make NAME's environment under the cache (--cache-dir / $EDGEQ_CACHE)
+  EDGEQ_<NAME>_PYTHON=/path/to/python    use an interpreter you made yourself instead
+"""
+
+
 def _add_training_budget(parser: argparse.ArgumentParser) -> None:
     """What `adapt` and `qat` share: how long, on what, with how much data per step."""
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: see the epilog)")
@@ -153,9 +164,9 @@ def _parser() -> argparse.ArgumentParser:
                         "may lose, or a share of what default PTQ loses (50%%: win back half); over it, the "
                         "mixed-precision search keeps the most sensitive layers in higher precision; exit 3 if no "
                         "step is within it")
-    export.add_argument("--fast", action="store_true", help="with several targets: score the artifacts that "
-                        "run on LiteRT's slow reference kernels (edgetpu, nxp) on the first 100 evaluation images "
-                        "(the report says so)")
+    export.add_argument("--fast", action="store_true", help="with several targets: score the artifacts whose "
+                        "emulation runs on slow reference kernels on the first 100 evaluation images (the report "
+                        "says so)")
     export.add_argument("--qat-onnx", type=Path, metavar="PATH", help="also build the graph `edgeq qat` trained "
                         "for this target, beside the PTQ artifacts (PTQ and QAT side by side in the report)")
     fallback = export.add_mutually_exclusive_group()
@@ -219,9 +230,18 @@ def _parser() -> argparse.ArgumentParser:
     recipes.add_argument("--schema", action="store_true", help="list every recipe key with its type and default")
     recipes.add_argument("--target", help="with --schema: also the target's options.* keys")
 
-    from edgeq.backend import discover
+    toolchains = sub.add_parser("toolchains", help="vendor toolchains that run in interpreters of their own: list, "
+                                "install", epilog=TOOLCHAINS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    toolchain_sub = toolchains.add_subparsers(dest="toolchain_command", metavar="ACTION")
+    install = toolchain_sub.add_parser("install", help="make a toolchain's environment under edgeq's cache")
+    install.add_argument("name", help="the toolchain (`edgeq toolchains` lists them)")
+    install.add_argument("--python", help="the interpreter to make it from (default: the toolchain's own choice)")
+    install.add_argument("--force", action="store_true", help="reinstall even when it is ready")
+    toolchain_sub.add_parser("list", help="every toolchain, where it is and whether it is ready (the default)")
 
-    for backend in {id(b): b for b in discover().values()}.values():
+    from edgeq.backend import families
+
+    for backend in families():
         for command in backend.commands():
             plugin = sub.add_parser(command.name, help=f"{command.help} ({backend.family} backend)",
                                     description=command.help)
@@ -241,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
         return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval,
-                "targets": _targets, "recipes": _recipes}[args.command](args)
+                "targets": _targets, "recipes": _recipes, "toolchains": _toolchains}[args.command](args)
     except EdgeqError as exc:
         print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
@@ -261,13 +281,13 @@ def _job_recipe(args, lists=None, **extra):
 
 
 def _analyze(args) -> int:
-    from edgeq.analyze.run import AnalyzeRequest, run_analyze
-    from edgeq.intake import IntakeRequest
+    from edgeq.analyze.run import run_analyze
+    from edgeq.intake import ExportRequest
 
     recipe = _job_recipe(args, **{"analysis.map_layers": args.map_layers, "analysis.map_images": args.map_images})
     out = args.out or Path("edgeq-out") / f"{recipe.target}-analysis"
-    report = run_analyze(AnalyzeRequest(IntakeRequest(recipe, progress=not args.no_progress,
-                                                      trust_model=args.trust_model), out, args.force))
+    report = run_analyze(ExportRequest(recipe, out, force=args.force, progress=not args.no_progress,
+                                       trust_model=args.trust_model))
     print(report.table(limit=15))
     print(f"\n{len(report.layers)} layers ranked; written to {out}/ (analysis.md, analysis.json, analysis.png)")
     return 0
@@ -302,7 +322,7 @@ def _job_args(args) -> tuple[str, ...]:
 
 
 def _qat(args) -> int:
-    from edgeq.intake import IntakeRequest
+    from edgeq.intake import ExportRequest
     from edgeq.train.qat import DEFAULT_EPOCHS, QatRequest, run_qat
 
     if args.epochs is not None and args.epochs < 0:
@@ -311,53 +331,47 @@ def _qat(args) -> int:
     recipe = _job_recipe(args)
     out = args.out or Path("edgeq-out") / f"qat-{recipe.target}"
     report = run_qat(QatRequest(
-        intake=IntakeRequest(recipe, progress=not args.no_progress, trust_model=args.trust_model), out=out,
+        intake=ExportRequest(recipe, out, force=args.force, progress=not args.no_progress,
+                             trust_model=args.trust_model),
         epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, batch=args.batch, lr=args.lr,
         device=args.device, workers=args.workers,
-        distill_weight=args.distill, force=args.force, export=not args.no_export, export_args=_job_args(args)))
+        distill_weight=args.distill, export=not args.no_export, export_args=_job_args(args)))
     print(report.markdown())
     print(f"written to {out}/ ({report.qat_onnx}, qat.md, qat.json)")
     return 0
 
 
 def _export(args) -> int:
-    from edgeq.matrix.run import is_target_list
-    from edgeq.pipeline import ExportRequest, enforce_max_drop, run_export
+    from edgeq.intake import ExportRequest
+    from edgeq.pipeline import ExportRun, enforce_max_drop, is_target_list
 
     if args.max_drop is not None and args.max_drop.strip().startswith("-"):
         raise EdgeqError(f"--max-drop {args.max_drop} is negative",
                          "give the mAP50-95 points the INT8 artifact may lose (--max-drop 0.5) or a share of the "
                          "default loss (--max-drop 50%)")
     recipe = _job_recipe(args, batch=args.batch, lists={"max_drop": args.max_drop})
-    if is_target_list(args.target):
-        return _export_matrix(args, recipe)
-    if args.fast:
-        raise EdgeqError("--fast applies to runs of several targets", "drop --fast, or pass --target all or a list")
-    out = args.out or Path("edgeq-out") / recipe.target
-    report = run_export(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
-                                      fallback_flag=getattr(args, "fallback_flag", None),
-                                      progress=not args.no_progress, trust_model=args.trust_model,
-                                      qat_onnx=args.qat_onnx))
+    several = is_target_list(recipe.target)
+    default_out = ("all" if recipe.target == "all" else recipe.target.replace(",", "+")) if several else recipe.target
+    out = args.out or Path("edgeq-out") / default_out
+    result = ExportRun(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
+                                     fallback_flag=getattr(args, "fallback_flag", None),
+                                     progress=not args.no_progress, trust_model=args.trust_model,
+                                     fast=args.fast, qat_onnx=args.qat_onnx)).run()
+    if several:
+        return _matrix_outcome(result.matrix, recipe, out)
+    report = result.reports[recipe.target]
     print(report.table())
-    if report.search:
-        steps = report.search["steps"]
-        print(f"\nmixed-precision search: {len(steps) - 1} step(s), {report.search['stopped']}"
-              + (f"; chosen {report.search['chosen']}" if report.search["chosen"] else ""))
+    if search := report.search:
+        print(f"\nmixed-precision search: {len(search.steps) - 1} step(s), {search.stopped}"
+              + (f"; chosen {search.chosen}" if search.chosen else ""))
     print(f"\nwritten to {out}/ (report.md, report.json, report.png; {recipe.target}/DEPLOY.md)")
     enforce_max_drop(report, recipe)
     return 0
 
 
-def _export_matrix(args, recipe) -> int:
+def _matrix_outcome(matrix, recipe, out: Path) -> int:
     from edgeq.errors import AccuracyGateError, TargetsFailedError
-    from edgeq.matrix.run import MatrixRequest, run_matrix
 
-    if args.qat_onnx is not None:
-        raise EdgeqError("--qat-onnx is a graph trained for one target", "export that target alone with --qat-onnx")
-    out = args.out or Path("edgeq-out") / ("all" if recipe.target == "all" else recipe.target.replace(",", "+"))
-    matrix = run_matrix(MatrixRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
-                                      fallback_flag=getattr(args, "fallback_flag", None),
-                                      progress=not args.no_progress, trust_model=args.trust_model, fast=args.fast))
     print(matrix.table())
     print(f"\nwritten to {out}/ (report.md, report.json, report.png; <target>/ with its report and DEPLOY.md)")
     if failed := matrix.failed():
@@ -403,13 +417,14 @@ def _eval(args) -> int:
 
 
 def _targets(args) -> int:
-    from edgeq.backend import BROKEN_PLUGINS, discover
+    from edgeq.backend import discover, registry
 
+    reg, backends = registry(), discover()
     print("| target | family | accelerator | figures here | fallback by default | calibration methods | "
           "higher precision | training fix | ready | description |\n|---|---|---|---|---|---|---|---|---|---|")
-    for target, backend in sorted(discover().items()):
+    for target, backend in sorted(backends.items()):
         missing, profile = backend.missing(), backend.profiles[target]
-        ready = "yes" if not missing else f"no: {backend.install_hint()} ({', '.join(missing)} missing)"
+        ready = "yes" if not missing else f"no: {backend.install_hint()} (missing: {', '.join(missing)})"
         fallback = f"yes (to {profile.fallback_to})" if profile.fallback_default else "no"
         scheme = profile.quantization
         methods = ", ".join(("default", "auto", *scheme.offered())) if scheme else "default"
@@ -420,8 +435,34 @@ def _targets(args) -> int:
             if command else "none"
         print(f"| {target} | {backend.family} | {profile.accelerator} | {profile.figures} | {fallback} | {methods} | "
               f"{higher} | {training} | {ready} | {profile.description} |")
-    for name, why in BROKEN_PLUGINS.items():
-        print(f"| ({name}) | plugin failed to load | | | | no | {why} |")
+    for name, why in reg.broken.items():
+        print(f"| ({name}) | plugin failed to load | | | | | | | no | {why} |")
+    for name, owners in reg.conflicts.items():
+        print(f"| {name} | claimed twice | | | | | | | no | by {owners}: uninstall one |")
+    return 0
+
+
+def _toolchains(args) -> int:
+    from edgeq.toolchains import install_toolchain, known_toolchains
+
+    known = known_toolchains()
+    if args.toolchain_command == "install":
+        if args.name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(args.name, list(known), n=1)
+            raise EdgeqError(f"no installed target family declares a toolchain named '{args.name}'",
+                             f"did you mean {close[0]}? " if close else
+                             f"choose one of: {', '.join(sorted(known)) or 'none'} (`edgeq toolchains`)")
+        spec, _ = known[args.name]
+        install_toolchain(spec, python=args.python, force=args.force, log=lambda m: print(f"edgeq: {m}",
+                                                                                              file=sys.stderr))
+        return 0
+    print("| toolchain | family | interpreter | ready | description |\n|---|---|---|---|---|")
+    for name, (spec, family) in sorted(known.items()):
+        why = spec.not_ready()
+        ready = "yes" if why is None else f"no: {why}; `{spec.install_line()}` or set {spec.env_var}"
+        print(f"| {name} | {family} | {spec.python_path()} | {ready} | {spec.description} |")
     return 0
 
 

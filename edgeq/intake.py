@@ -5,8 +5,7 @@ and the backend's Job. `edgeq export` and `edgeq analyze` share it, so both see 
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,20 +14,25 @@ from edgeq.backend import Backend, Job, make_job
 from edgeq.data import ImageBatches, load_dataset, subsample
 from edgeq.errors import EdgeqError
 from edgeq.evaluate.evaluator import EvalSet
+from edgeq.progress import log
 from edgeq.recipe import Recipe, describe_validation_error
 
 
-def log(message: str) -> None:
-    print(f"edgeq: {message}", file=sys.stderr, flush=True)
-
-
 @dataclass(frozen=True)
-class IntakeRequest:
+class ExportRequest:
+    """What the user asked for, as every command that quantizes takes it (`export` of one target or several,
+    `analyze`, `qat`): the recipe (for several targets its `target` holds the list as typed), where the output
+    goes, and how to treat the user's files and the accelerator's limits."""
+
     recipe: Recipe
-    allow_fallback: bool | None = None  # None: the target's default
+    out: Path
+    force: bool = False  # replace an output folder that already holds files
+    allow_fallback: bool | None = None  # None: the target's default (one target), allowed (several)
     fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
     progress: bool = True
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
+    fast: bool = False  # several targets: score reference-kernel artifacts on a subset
+    qat_onnx: Path | None = None  # one target: a graph `edgeq qat` trained, built beside the PTQ artifacts
 
 
 @dataclass
@@ -91,8 +95,11 @@ def resolve_data(recipe: Recipe, progress: bool = True) -> Path:
     return demo.demo_dataset(train=recipe.calibration.images, val=recipe.evaluation.images, progress=progress)
 
 
-def take_in(request: IntakeRequest, backend: Backend, options, staging: Path, timer) -> Intake:
-    return take_in_shared(request, staging, timer).for_target(backend, request.recipe, options, request, staging)
+def take_in(request: ExportRequest, backend: Backend, options, staging: Path, timer, log_dir: Path) -> Intake:
+    """One target's intake (`analyze`, `qat`): the shared part and its Job, its logs kept in `log_dir`."""
+    return take_in_shared(request, request.recipe, staging, timer).for_target(
+        backend, request.recipe, options, staging, log_dir, request.allow_fallback, request.fallback_flag,
+        request.progress)
 
 
 @dataclass
@@ -107,27 +114,32 @@ class SharedIntake:
     eval_set: EvalSet
     onnx_models: object  # edgeq.model.OnnxModels
     calibration: ImageBatches
+    graphs: dict = field(default_factory=dict)  # the ONNX pair as read once, shared by every target's Job
 
     @property
     def head(self):
         return self.detector.head
 
-    def for_target(self, backend: Backend, recipe: Recipe, options, request: IntakeRequest,
-                   staging: Path) -> Intake:
-        """The backend's Job for one target (its options, fallback policy and --keep-float checked)."""
-        job = make_job(backend, recipe.target, options=options, allow_fallback=request.allow_fallback,
-                       fallback_flag=request.fallback_flag, head=self.head, body_onnx=self.onnx_models.body,
+    def for_target(self, backend: Backend, recipe: Recipe, options, staging: Path, log_dir: Path,
+                   allow_fallback: bool | None, fallback_flag: str | None, progress: bool,
+                   qat_onnx: Path | None = None) -> Intake:
+        """The backend's Job for one target (its options, fallback policy and --keep-float checked); every trial
+        build of it keeps its logs in `log_dir`."""
+        job = make_job(backend, recipe.target, options=options, allow_fallback=allow_fallback,
+                       fallback_flag=fallback_flag, head=self.head, body_onnx=self.onnx_models.body,
                        full_onnx=self.onnx_models.full, calibration=self.calibration, staging=staging,
-                       activations=self.detector.activations, progress=request.progress, batch=recipe.batch)
-        job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float, backend)))
+                       log_dir=log_dir, activations=self.detector.activations, progress=progress,
+                       batch=recipe.batch, qat_onnx=qat_onnx, _graphs=self.graphs)
+        job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float)))
         return Intake(detector=self.detector, data_path=self.data_path, dataset=self.dataset,
                       calib_paths=self.calib_paths, eval_set=self.eval_set, job=job)
 
 
-def take_in_shared(request: IntakeRequest, staging: Path, timer) -> SharedIntake:
+def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer) -> SharedIntake:
+    """The model, the data and its subsets under `recipe` (the request's, or a run's first target's), and the FP32
+    ONNX pair."""
     from edgeq.model import export_onnx, load_detector
 
-    recipe = request.recipe
     with timer.stage("load"):
         detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model, recipe.head_branch)
     head, imgsz = detector.head, detector.head.imgsz
@@ -150,21 +162,18 @@ def take_in_shared(request: IntakeRequest, staging: Path, timer) -> SharedIntake
                         eval_set=eval_set, onnx_models=onnx_models, calibration=ImageBatches(calib_paths, imgsz))
 
 
-def check_keep_float(job: Job, names: list[str], backend: Backend) -> list[str]:
+def check_keep_float(job: Job, names: list[str]) -> list[str]:
     """`--keep-float` names: layers of the FP32 ONNX, on a target that has a higher precision to keep them in."""
     if not names:
         return []
     import difflib
 
-    import onnx
-
-    plan = backend.quant_plan(job)
+    plan = job.plan
     if plan is None or plan.scheme.higher_precision is None:
         why = plan.scheme.no_higher_precision_why if plan else "its profile describes no quantization scheme"
         raise EdgeqError(f"--keep-float: target {job.target} cannot keep layers out of INT8 ({why})",
-                         "drop --keep-float, or export for a target with float layers (openvino, tflite, tensorrt, "
-                         "dla)")
-    known = [n.name for n in onnx.load(str(job.full_onnx)).graph.node if n.name]
+                         f"drop --keep-float, or export for a target with float layers ({_targets_with_float()})")
+    known = [n.name for n in job.graph(job.full_onnx).graph.node if n.name]
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
@@ -172,3 +181,12 @@ def check_keep_float(job: Job, names: list[str], backend: Backend) -> list[str]:
                              f"did you mean {', '.join(repr(c) for c in close)}? (`edgeq analyze` lists the layers)"
                              if close else "`edgeq analyze` lists the layers by name")
     return list(dict.fromkeys(names))
+
+
+def _targets_with_float() -> str:
+    """The installed targets whose scheme has a higher precision, named from their profiles."""
+    from edgeq.backend import discover
+
+    names = [t for t, b in discover().items()
+             if (q := b.profiles[t].quantization) is not None and q.higher_precision is not None]
+    return ", ".join(sorted(names)) or "none installed"

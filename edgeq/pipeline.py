@@ -1,78 +1,225 @@
-"""One export, in one direction: recipe -> model -> ONNX -> backend (check, build) -> evaluate -> report.
+"""One export run, in one direction: recipe -> model -> ONNX -> backend (check, build) -> evaluate -> report, for
+one target or several (`--target all` or a list) alike.
 
-Everything is written into a staging folder beside the output and moved into place only when the whole job
+`ExportRun` is the only place that knows the order. The shared part runs once (model intake, FP32 ONNX, the
+calibration images, the evaluation set with the FP32 reference scored once); then each target's own check ->
+build -> evaluate -> search -> deploy kit (`export_target`). One target writes its report at the top of the
+output folder and its artifacts in `<target>/`; several write each target's report in `<target>/` and a matrix
+report at the top, list targets whose install is missing as skipped and go on past a target that fails.
+
+Everything is written into a staging folder beside the output and moved into place only when the whole run
 succeeded: a failed or interrupted export leaves no half-written artifact and never touches an existing
-output folder unless --force was given. Logs of a failed stage are kept in the output folder's logs/.
+output folder unless --force was given. Logs are kept in the output folder's logs/.
 """
 
 from __future__ import annotations
 
+import difflib
 import platform
-import sys
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from edgeq.backend import Artifact, Backend, Job, QuantPlan, backend_for
+from edgeq import backend as registry
+from edgeq.backend import SHIPPED_ROLES, Artifact, Backend, Job, PluginError, Role, backend_for
 from edgeq.data import preprocess, read_image
 from edgeq.errors import AccuracyGateError, EdgeqError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.head import HeadLayout
-from edgeq.intake import check_output_folder, validated_options
-from edgeq.progress import StageTimer
+from edgeq.intake import ExportRequest, check_output_folder, take_in_shared, validated_options
+from edgeq.matrix.report import MatrixReport, TargetOutcome
+from edgeq.progress import StageTimer, log
 from edgeq.recipe import Recipe
 from edgeq.report import ArtifactEntry, Report
 from edgeq.staging import staged_output
 from edgeq.train.commands import remedy_command, remedy_commands
 
 _CORE_TOOLS = ("edgeq", "torch", "ultralytics", "onnx", "onnxruntime", "faster-coco-eval")
+ALL = "all"
+FAST_IMAGES = 100  # --fast: evaluation images for artifacts scored with reference kernels
 
 
-def log(message: str) -> None:
-    print(f"edgeq: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class ExportRequest:
-    recipe: Recipe
-    out: Path
-    force: bool = False
-    allow_fallback: bool | None = None  # None: the target's default
-    fallback_flag: str | None = None  # the option the user typed for it (quoted back in a refusal)
-    progress: bool = True
-    trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
-    qat_onnx: Path | None = None  # a graph `edgeq qat` trained for this target: built beside the PTQ artifacts
+def is_target_list(target: str | None) -> bool:
+    return bool(target) and (target == ALL or "," in target)
 
 
 def run_export(request: ExportRequest) -> Report:
-    recipe, out = request.recipe, request.out.resolve()
-    check_output_folder(out, request.force)
-    backend = backend_for(recipe.target)
+    """Export one target; its report."""
+    return ExportRun(request).run().reports[request.recipe.target]
+
+
+def run_matrix(request: ExportRequest) -> MatrixReport:
+    """Export several targets (`all`, or a comma list in `recipe.target`); the matrix report."""
+    return ExportRun(request).run().matrix
+
+
+@dataclass
+class RunResult:
+    reports: dict[str, Report]  # target -> its report (built targets only)
+    matrix: MatrixReport | None = None  # several targets: the report comparing them
+
+
+class ExportRun:
+    """One `edgeq export`. Everything that can refuse the run before any work (unknown targets or options, a
+    missing extra, flags that need one target) is checked when it is made; `run()` does the work."""
+
+    def __init__(self, request: ExportRequest) -> None:
+        self.request = request
+        recipe = request.recipe
+        self.several = is_target_list(recipe.target)
+        self.skipped: dict[str, str] = {}  # target -> the line that installs it
+        if self.several:
+            self.requested = resolve_targets(recipe.target)
+            ready = [t for t in self.requested if not backend_for(t).missing()]
+            self.skipped = {t: backend_for(t).install_hint() for t in self.requested if t not in ready}
+            if not ready:
+                installs = sorted(set(self.skipped.values()))
+                raise EdgeqError(f"--target {recipe.target}: no backend extra is installed for "
+                                 f"{', '.join(self.requested)}",
+                                 installs[0] if len(installs) == 1 else "; ".join(installs))
+            _refuse_single_target_flags(request)
+            self.recipes = {t: _recipe_for(recipe, t, backend_for(t)) for t in ready}
+            _check_option_keys(recipe, ready)
+        else:
+            if request.fast:
+                raise EdgeqError("--fast applies to runs of several targets",
+                                 "drop --fast, or pass --target all or a list")
+            self.requested, ready = [recipe.target], [recipe.target]
+            self.recipes = {recipe.target: recipe}
+            _refuse_unbuildable(request, backend_for(recipe.target))
+        self.ready = ready
+        self.options = {t: validated_options(backend_for(t), self.recipes[t]) for t in ready}
+
+    @property
+    def allow_fallback(self) -> bool | None:
+        """A matrix compares: fallback is allowed unless refused, so every target has a figure."""
+        allowed = self.request.allow_fallback
+        return (True if allowed is None else allowed) if self.several else allowed
+
+    def run(self) -> RunResult:
+        out = self.request.out.resolve()
+        check_output_folder(out, self.request.force)
+        with staged_output(out, log) as staging:
+            return self._run(staging)
+
+    def _run(self, staging: Path) -> RunResult:
+        request, started, timer = self.request, time.perf_counter(), StageTimer()
+        first = self.recipes[self.ready[0]]
+        intake = take_in_shared(request, first, staging, timer)
+        shared = evaluate_shared(intake.detector, intake.eval_set, intake.onnx_models.full, first, request.progress,
+                                 timer, fast_images=FAST_IMAGES if request.fast else None)
+        if self.several:
+            log(f"shared work done in {time.perf_counter() - started:.0f} s (model, ONNX, FP32 reference "
+                f"{shared.reference['map50_95']:.2f} on {len(intake.eval_set)} images); {len(self.ready)} target(s) "
+                "to go" + (f", {len(self.skipped)} skipped (not installed: {', '.join(self.skipped)})"
+                           if self.skipped else ""))
+        reports: dict[str, Report] = {}
+        outcomes = {t: TargetOutcome(target=t, status="skipped", install=hint,
+                                     reason="extra not installed" if backend_for(t).missing_modules()
+                                     else "toolchain not installed") for t, hint in self.skipped.items()}
+        for number, target in enumerate(self.ready, 1):
+            t0, recipe, backend = time.perf_counter(), self.recipes[target], backend_for(target)
+            try:
+                target_intake = intake.for_target(backend, recipe, self.options[target], staging, staging.parent,
+                                                  self.allow_fallback, request.fallback_flag, request.progress,
+                                                  request.qat_onnx and Path(request.qat_onnx).resolve())
+                reports[target] = export_target(recipe, backend, target_intake, shared, staging,
+                                                timer if not self.several else StageTimer(), request.progress,
+                                                report_folder=staging / target if self.several else staging)
+            except EdgeqError as exc:
+                if not self.several:
+                    raise
+                shutil.rmtree(staging / target, ignore_errors=True)  # no half-made target folder
+                outcomes[target] = TargetOutcome(target=target, status="failed", reason=exc.one_line(),
+                                                 seconds=round(time.perf_counter() - t0, 1))
+                log(f"[{number}/{len(self.ready)}] {target} failed after {outcomes[target].seconds:.0f} s: "
+                    f"{exc.one_line()}")
+                continue
+            if self.several:
+                outcome = outcomes[target] = TargetOutcome(
+                    target=target, status="built", seconds=round(time.perf_counter() - t0, 1),
+                    findings=len(reports[target].findings), timings=reports[target].timings_s,
+                    artifacts=[e for e in reports[target].artifacts if e.target != "onnx"])
+                best = outcome.primary()
+                figure = f"{best.name} {best.map50_95:.2f} (drop {best.drop_map50_95:.2f}, {best.status})" \
+                    if best is not None else "no INT8 figure"
+                log(f"[{number}/{len(self.ready)}] {target} done in {outcome.seconds:.0f} s: {figure}")
+        if not self.several:
+            return RunResult(reports)
+        matrix = MatrixReport(
+            targets_requested=request.recipe.target, model=str(intake.detector.source), imgsz=intake.head.imgsz,
+            data=str(intake.data_path), val_images=len(intake.eval_set), calib_images=len(intake.calib_paths),
+            reference=shared.reference, onnx_fp32=shared.onnx_fp32, outcomes=[outcomes[t] for t in self.requested],
+            shared_timings=timer.timings, seconds=round(time.perf_counter() - started, 1),
+            fast_images=shared.fast_images, max_drop=request.recipe.max_drop, fallback_allowed=self.allow_fallback)
+        matrix.write(staging)
+        return RunResult(reports, matrix)
+
+
+def resolve_targets(spec: str) -> list[str]:
+    """'all' -> every installed target (registry order); 'a,b' -> those, checked, in the order typed."""
+    known = list(registry.discover())  # looked up at call time: tests register their own targets
+    if spec == ALL:
+        return known
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"choose from: {', '.join(known)}"
+            raise EdgeqError(f"unknown target '{name}' in --target {spec}", f"{hint} (or --target all)")
+    if len(set(names)) != len(names):
+        raise EdgeqError(f"--target {spec} names a target twice", "list each target once")
+    return names
+
+
+def _refuse_unbuildable(request: ExportRequest, backend: Backend) -> None:
+    """What stops a one-target export before any work: a batch the target cannot build, a missing install, a
+    --qat-onnx that is not there."""
+    recipe = request.recipe
     profile = backend.profiles[recipe.target]
     if profile.max_batch is not None and recipe.batch > profile.max_batch:
+        takers = sorted(t for t, b in registry.discover().items()
+                        if (limit := b.profiles[t].max_batch) is None or limit >= recipe.batch)
         raise EdgeqError(f"target {recipe.target} builds batch {profile.max_batch} only: {profile.max_batch_why}",
                          "leave --batch out (throughput at batch 4 and 8 is in the report where the runtime runs "
-                         "here), or export for a target that takes it (openvino)")
+                         f"here), or export for a target that takes it ({', '.join(takers) or 'none installed'})")
     backend.ensure_available(recipe.target)
-    options = validated_options(backend, recipe)
     if request.qat_onnx is not None and not Path(request.qat_onnx).is_file():
         raise EdgeqError(f"--qat-onnx '{request.qat_onnx}' does not exist",
                          f"pass the <model>-qat-{recipe.target}.onnx that `edgeq qat --target {recipe.target}` wrote")
 
-    with staged_output(out, log) as staging:
-        return _export(request, backend, options, staging)
+
+def _refuse_single_target_flags(request: ExportRequest) -> None:
+    recipe = request.recipe
+    if isinstance(recipe.max_drop, str):
+        raise EdgeqError(f"--max-drop {recipe.max_drop} asks the mixed-precision search to win back a share of the "
+                         "loss, which runs in a single-target export",
+                         "give points for the matrix (--max-drop 1.0), or export the target alone with the share")
+    if recipe.keep_float:
+        raise EdgeqError("--keep-float names layers for one target's higher precision",
+                         "export that target alone with --keep-float (the matrix compares default builds)")
+    if request.qat_onnx is not None:
+        raise EdgeqError("--qat-onnx is a graph trained for one target", "export that target alone with --qat-onnx")
 
 
-def _export(request: ExportRequest, backend: Backend, options, staging: Path) -> Report:
-    from edgeq.intake import IntakeRequest, take_in
+def _recipe_for(recipe: Recipe, target: str, backend: Backend) -> Recipe:
+    """The run's recipe for one target: its options are the keys its own options model has (a key no listed
+    target knows is an error, see _check_option_keys)."""
+    known = backend.options_model(target).model_fields
+    options = {k: v for k, v in recipe.options.items() if k in known}
+    per_target = recipe.model_copy(update={"target": target, "options": options})
+    per_target.search.enabled = False  # the matrix gates per artifact; the search runs in a single-target export
+    return per_target
 
-    timer = StageTimer()
-    intake = take_in(IntakeRequest(request.recipe, request.allow_fallback, request.fallback_flag, request.progress,
-                                   request.trust_model), backend, options, staging, timer)
-    shared = evaluate_shared(intake.detector, intake.eval_set, intake.job.full_onnx, request.recipe, request.progress,
-                             timer)
-    return export_target(request, backend, intake, shared, staging, timer, report_folder=staging)
+
+def _check_option_keys(recipe: Recipe, ready: list[str]) -> None:
+    known = {k for t in ready for k in backend_for(t).options_model(t).model_fields}
+    unknown = [k for k in recipe.options if k not in known]
+    if unknown:
+        raise EdgeqError(f"unknown option 'options.{unknown[0]}' for {', '.join(ready)}",
+                         "`edgeq recipes --schema --target T` lists each target's options")
 
 
 @dataclass
@@ -122,7 +269,7 @@ def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe
     with timer.stage("reference"):
         ref, runtime = evaluate_reference(detector, eval_set, settings, "reference (pytorch)", progress)
         onnx_fp32 = Artifact(name="onnx-fp32", target="onnx", variant="fp32", path=full_onnx,
-                             precision="fp32", layout=HeadLayout.PIXEL, status="measured",
+                             precision="fp32", layout=HeadLayout.PIXEL, status="measured", role=Role.REFERENCE,
                              note="FP32 ONNX every target starts from",
                              open_runner=lambda: OnnxRuntimeRunner(full_onnx))
         entry = _evaluate_artifact(onnx_fp32, head, eval_set, settings, ref.map50_95, full_onnx.parent, progress)
@@ -133,18 +280,14 @@ def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe
                          sample=sample, eval_set=eval_set, fast_images=fast)
 
 
-def export_target(request: ExportRequest, backend: Backend, intake, shared: SharedResults, staging: Path, timer,
-                  report_folder: Path) -> Report:
+def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResults, staging: Path, timer,
+                  progress: bool, report_folder: Path) -> Report:
     """One target of a run: check -> calibrate -> build -> evaluate its artifacts against the shared reference
     -> time -> search (when --max-drop asks) -> deploy kit -> report (written into `report_folder`)."""
     from edgeq.analyze.calibration import choose_method
 
-    recipe = request.recipe
     job, head, eval_set, detector = intake.job, intake.head, intake.eval_set, intake.detector
-    if request.qat_onnx is not None:
-        job = replace(job, qat_onnx=Path(request.qat_onnx).resolve())
-    plan = backend.quant_plan(job)
-    analysis = _LazyAnalysis(job, plan, recipe)
+    analysis = _LazyAnalysis(job, recipe)
 
     with timer.stage("check"):
         findings = backend.check(job)
@@ -153,13 +296,14 @@ def export_target(request: ExportRequest, backend: Backend, intake, shared: Shar
     for command in remedy_commands(findings, recipe.model, recipe.data, recipe.target):
         log(f"the training fix for the findings above, on this model and data: {command}")
     job.fallback.enforce(findings)
-    calibration = choose_method(job, plan, recipe.calibration.method, analysis.get, log,
+    calibration = choose_method(job, job.plan, recipe.calibration.method, analysis.get, log,
                                 lambda methods: _real_method_scores(job, backend, methods, recipe, staging))
     job = replace(job, calibration_method=calibration.used)
     log(f"building {recipe.target} artifacts ({len(intake.calib_paths)} calibration images, calibration "
         f"{calibration.describe()}{', kept float: ' + ', '.join(job.keep_float) if job.keep_float else ''})")
     with timer.stage("build"):
         built = backend.build(job)
+    shipped = built.shipped()
     for finding in built.findings:
         log(finding.one_line())
     artifacts, findings = built.artifacts, [*findings, *built.findings]
@@ -169,23 +313,21 @@ def export_target(request: ExportRequest, backend: Backend, intake, shared: Shar
         entries = [replace(shared.onnx_fp32)]
         for artifact in artifacts:
             if shared.fast_images and artifact.slow_evaluation:
-                subset_ref = shared.subset_ref_map(detector, head, request.progress)
-                entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging,
-                                           request.progress)
+                subset_ref = shared.subset_ref_map(detector, head, progress)
+                entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging, progress)
                 entry.note = (f"{entry.note}; --fast: scored on the first {shared.fast_images} evaluation images "
                               f"(drop against FP32 on the same images)").lstrip("; ")
                 entry.extra = {**entry.extra, "evaluation_images": shared.fast_images}
             else:
-                entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging,
-                                           request.progress)
+                entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging, progress)
             entries.append(entry)
-    throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, request.progress)
+    throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, progress)
     search = None
-    primary = primary_entry(entries)
-    budget = recipe.budget(primary.drop_map50_95) if primary else None
+    primary = next(e for e in entries if e.name == shipped.name)
+    budget = recipe.budget(primary.drop_map50_95) if primary.drop_map50_95 is not None else None
     if budget is not None and recipe.search.enabled and primary.drop_map50_95 > budget:
         with timer.stage("search"):
-            search = _search(job, backend, plan, analysis, primary, artifacts, entries, shared.ref_map, eval_set,
+            search = _search(job, backend, analysis, primary, artifacts, entries, shared.ref_map, eval_set,
                              settings, sample, recipe, staging, budget)
     steps = backend.deploy_steps(job, artifacts)
     if steps is not None:
@@ -207,34 +349,42 @@ def export_target(request: ExportRequest, backend: Backend, intake, shared: Shar
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}
                                     if f.remedy else {})} for f in findings],
         timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
-        keep_float=list(job.keep_float), search=asdict(search) if search else None)
+        keep_float=list(job.keep_float), search=search)
     report_folder.mkdir(parents=True, exist_ok=True)
     report.write(report_folder)
     return report
 
 
 class _LazyAnalysis:
-    """The LayerAnalysis of this export, made on first use (auto calibration, the search)."""
+    """The LayerAnalysis of this export under its plan, made on first use (auto calibration, the search)."""
 
-    def __init__(self, job: Job, plan: QuantPlan | None, recipe: Recipe) -> None:
-        self.job, self.plan, self.recipe, self._analysis = job, plan, recipe, None
+    def __init__(self, job: Job, recipe: Recipe) -> None:
+        self.job, self.recipe, self._analysis = job, recipe, None
 
     def get(self):
         from edgeq.analyze.analysis import LayerAnalysis
 
         if self._analysis is None:
             settings, calib = self.recipe.analysis, self.job.calibration
-            self._analysis = LayerAnalysis(self.job.full_onnx, self.plan.scheme, calib[:settings.range_images],
+            self._analysis = LayerAnalysis(self.job.full_onnx, self.job.plan.scheme, calib[:settings.range_images],
                                            calib[:settings.metric_images], self.job.head.imgsz, self.job.progress)
         return self._analysis
 
 
+def _trial_build(job: Job, backend: Backend, folder: Path, **changes) -> Artifact:
+    """The target's shipped artifact alone, built into `folder` with `changes` to the job (a calibration method,
+    layers kept): what a calibration trial and a search step both are. Logs stay in the job's log folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact = backend.build(replace(job, primary_only=True, staging=folder, **changes)).shipped()
+    if artifact.open_runner is None:
+        raise PluginError(f"{artifact.name} ({artifact.status}) cannot run here, so a trial build cannot be scored")
+    return artifact
+
+
 def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, staging: Path) -> list:
-    """`calibration.method: auto` in an export: the deployable artifact built once per offered method (in a scratch
+    """`calibration.method: auto` in an export: the shipped artifact built once per offered method (in a scratch
     folder, removed after), run on calibration images and compared with FP32 on the anchors FP32 is confident
     about; the pipeline then builds the winner for real."""
-    import shutil
-
     from edgeq.analyze.analysis import MethodScore
     from edgeq.analyze.sensitivity import confident_vectors, score
     from edgeq.runners.onnxruntime import OnnxRuntimeRunner
@@ -242,40 +392,44 @@ def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, sta
     images = [job.calibration[i] for i in range(min(recipe.analysis.metric_images, len(job.calibration)))]
     references: dict[Path, list] = {}
     scores = []
-    for method in methods:
-        folder = staging / ".calibration-trial" / method
-        folder.mkdir(parents=True, exist_ok=True)
-        log(f"calibration auto: building with {method}")
-        built = backend.build(replace(job, calibration_method=method, primary_only=True, staging=folder))
-        artifact = next(a for a in built.artifacts if a.precision.startswith("int8") and a.open_runner)
-        source = job.body_onnx if artifact.layout is HeadLayout.DETACHED else job.full_onnx
-        if source not in references:
-            with OnnxRuntimeRunner(source) as runner:
-                references[source] = [runner.infer(x) for x in images]
-        with artifact.open_runner() as runner:
-            outputs = [runner.infer(x) for x in images]
-        ref, quant = confident_vectors(references[source], outputs, job.head.imgsz,
-                                       normalized=artifact.layout is HeadLayout.NORMALIZED)
-        scores.append(MethodScore(method, *score(ref, quant)))
-        shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(staging / ".calibration-trial", ignore_errors=True)
+    trials = staging / ".calibration-trial"
+    try:
+        for method in methods:
+            log(f"calibration auto: building with {method}")
+            artifact = _trial_build(job, backend, trials / method, calibration_method=method)
+            source = job.body_onnx if artifact.layout is HeadLayout.DETACHED else job.full_onnx
+            if source not in references:
+                with OnnxRuntimeRunner(source) as runner:
+                    references[source] = [runner.infer(x) for x in images]
+            with artifact.open_runner() as runner:
+                outputs = [runner.infer(x) for x in images]
+            ref, quant = confident_vectors(references[source], outputs, job.head.imgsz,
+                                           normalized=artifact.layout is HeadLayout.NORMALIZED)
+            scores.append(MethodScore(method, *score(ref, quant)))
+            shutil.rmtree(trials / method, ignore_errors=True)
+    finally:
+        shutil.rmtree(trials, ignore_errors=True)
     return scores
 
 
-def primary_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:
-    """The deployable INT8 artifact the budget applies to: the target's first INT8 artifact with figures (the
-    others are comparisons: OpenVINO's head-quantized variant, TFLite's other head treatments)."""
-    return next((e for e in entries if e.precision.startswith("int8") and e.drop_map50_95 is not None), None)
+def shipped_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:
+    """The entry of the artifact the target ships (its backend's role: QAT where built, else the deployable one)
+    when it has figures: the one --max-drop gates."""
+    for role in SHIPPED_ROLES:
+        for entry in entries:
+            if entry.role == role.value and entry.drop_map50_95 is not None:
+                return entry
+    return None
 
 
-def _search(job: Job, backend: Backend, plan: QuantPlan | None, analysis: _LazyAnalysis, primary: ArtifactEntry,
-            artifacts: list[Artifact], entries: list[ArtifactEntry], ref_map: float, eval_set: EvalSet,
-            settings: EvalSettings, sample, recipe: Recipe, staging: Path, budget: float):
+def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: ArtifactEntry, artifacts: list[Artifact],
+            entries: list[ArtifactEntry], ref_map: float, eval_set: EvalSet, settings: EvalSettings, sample,
+            recipe: Recipe, staging: Path, budget: float):
     """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
     from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
     from edgeq.evaluate.timing import TimedArtifact, time_interleaved
 
-    started = time.perf_counter()
+    started, plan = time.perf_counter(), job.plan
     start = StepResult(step=0, kept=list(job.keep_float), artifact=primary.name, path=primary.path,
                        map50_95=primary.map50_95, drop_map50_95=primary.drop_map50_95, latency_ms=primary.latency_ms)
     if plan is None:
@@ -293,15 +447,12 @@ def _search(job: Job, backend: Backend, plan: QuantPlan | None, analysis: _LazyA
     scores = layer_analysis.ranked(plan.scheme.emulated_method(job.calibration_method), plan.head_quantized,
                                    exclude, scorer, recipe.analysis.map_layers)
     ranked = [s.name for s in scores]
-    fp32 = next((a for a in artifacts if a.precision == "fp32" and a.measure_latency and a.open_runner), None)
+    fp32 = next((a for a in artifacts if a.role is Role.REFERENCE and a.measure_latency and a.open_runner), None)
     fp32_latency = next((e.latency_ms for e in entries if fp32 and e.name == fp32.name), None)
 
     def build_step(step: int, kept: list[str]) -> StepResult:
         nonlocal fp32_latency
-        folder = staging / "search" / f"step-{step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        built = backend.build(replace(job, keep_float=tuple(kept), primary_only=True, staging=folder))
-        artifact = next(a for a in built.artifacts if a.precision.startswith("int8") and a.open_runner)
+        artifact = _trial_build(job, backend, staging / "search" / f"step-{step}", keep_float=tuple(kept))
         artifact.name = f"{artifact.name}-keep{len(kept)}"
         entry = _evaluate_artifact(artifact, job.head, eval_set, settings, ref_map, staging, job.progress)
         latency = None
@@ -329,9 +480,10 @@ def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: Ev
     entry = ArtifactEntry(name=artifact.name, target=artifact.target, variant=artifact.variant,
                           path=str(artifact.path.relative_to(staging)) if artifact.path.is_relative_to(staging)
                           else str(artifact.path),
-                          precision=artifact.precision, map50_95=None, map50=None, drop_map50_95=None,
+                          precision=artifact.precision.label(), map50_95=None, map50=None, drop_map50_95=None,
                           size_mb=artifact.size_mb(), latency_ms=None, status=artifact.status,
-                          note=artifact.note, extra=artifact.extra, layout=artifact.layout.value)
+                          note=artifact.note, extra=artifact.extra, layout=artifact.layout.value,
+                          role=artifact.role.value, precision_detail=artifact.precision.describe())
     if artifact.open_runner is None:
         return entry
     with artifact.open_runner() as runner:
@@ -364,8 +516,8 @@ def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sam
 
 
 def enforce_max_drop(report: Report, recipe: Recipe) -> None:
-    """Exit 3 unless the deployable INT8 artifact, or a search step, is within --max-drop."""
-    primary = primary_entry(report.artifacts)
+    """Exit 3 unless the shipped artifact, or a search step, is within --max-drop."""
+    primary = shipped_entry(report.artifacts)
     if primary is None or recipe.max_drop is None:
         return
     max_drop = recipe.budget(primary.drop_map50_95)
@@ -374,21 +526,19 @@ def enforce_max_drop(report: Report, recipe: Recipe) -> None:
     if isinstance(recipe.max_drop, str):
         max_drop = f"{recipe.max_drop} ({max_drop:.3g} points)"
     search = report.search
-    if search and search["chosen"]:
+    if search and search.chosen:
         return
-    if search and search["remedy"]:
-        search = dict(search, remedy=_with_command(search["remedy"], recipe))
-    if search and search["steps"][1:]:
-        best = min(search["steps"], key=lambda s: s["drop_map50_95"])
-        raise AccuracyGateError(f"no search step is within --max-drop {max_drop}: the best, {best['artifact']}, "
-                                f"loses {best['drop_map50_95']:.2f} points ({search['stopped']})",
-                                (search["remedy"] or "raise search.max_layers") + "; the steps are in report.md")
-    if search and search["remedy"]:
+    remedy = _with_command(search.remedy, recipe) if search and search.remedy else ""
+    if search and search.steps[1:]:
+        best = min(search.steps, key=lambda s: s.drop_map50_95)
+        raise AccuracyGateError(f"no search step is within --max-drop {max_drop}: the best, {best.artifact}, "
+                                f"loses {best.drop_map50_95:.2f} points ({search.stopped})",
+                                (remedy or "raise search.max_layers") + "; the steps are in report.md")
+    if search and remedy:
         raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
-                                f"{max_drop}, and mixed precision cannot help here ({search['stopped']})",
-                                search["remedy"])
+                                f"{max_drop}, and mixed precision cannot help here ({search.stopped})", remedy)
     raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
-                            f"{max_drop}" + (f" ({search['stopped']})" if search else ""),
+                            f"{max_drop}" + (f" ({search.stopped})" if search else ""),
                             "keep more layers in float (--keep-float, `edgeq analyze` ranks them), try "
                             "calibration.method auto, add calibration images, or raise --max-drop")
 

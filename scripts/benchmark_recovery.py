@@ -53,10 +53,11 @@ def parse() -> argparse.Namespace:
 
 
 def main() -> int:
-    from edgeq.analyze.run import AnalyzeRequest, run_analyze
+    from dataclasses import asdict
+
+    from edgeq.analyze.run import run_analyze
     from edgeq.errors import EdgeqError
-    from edgeq.intake import IntakeRequest
-    from edgeq.pipeline import ExportRequest, primary_entry, run_export
+    from edgeq.pipeline import ExportRequest, run_export, shipped_entry
     from edgeq.recipe import load_recipe
 
     args = parse()
@@ -76,8 +77,8 @@ def main() -> int:
             try:
                 if not args.no_analyze:
                     start = time.perf_counter()
-                    analysis = run_analyze(AnalyzeRequest(IntakeRequest(recipe(), progress=False),
-                                                          out / label / f"{target}-analysis", force=True))
+                    analysis = run_analyze(ExportRequest(recipe(), out / label / f"{target}-analysis", force=True,
+                                                         progress=False))
                     result["analyze_s"] = round(time.perf_counter() - start, 1)
                     result["top_layers"] = [s["name"] for s in analysis.layers[:3]]
                 start = time.perf_counter()
@@ -87,10 +88,10 @@ def main() -> int:
                                                   force=True, allow_fallback=True, progress=False))
                 result["export_s"] = round(time.perf_counter() - start, 1)
                 result["reference"] = report.reference["map50_95"]
-                default = primary_entry(report.artifacts)
+                default = shipped_entry(report.artifacts)
                 result["default"] = {"artifact": default.name, "map50_95": default.map50_95,
                                      "drop": default.drop_map50_95, "latency_ms": default.latency_ms}
-                result["search"] = report.search
+                result["search"] = asdict(report.search) if report.search else None
                 result["calibration"] = report.calibration
                 if args.auto_only:
                     result["auto_only"] = True
@@ -101,7 +102,7 @@ def main() -> int:
                     start = time.perf_counter()
                     auto = run_export(ExportRequest(recipe("calibration.method=auto"), out / label / f"{target}-auto",
                                                     force=True, allow_fallback=True, progress=False))
-                    best = primary_entry(auto.artifacts)
+                    best = shipped_entry(auto.artifacts)
                     result["auto"] = {"method": auto.calibration["used"], "map50_95": best.map50_95,
                                       "drop": best.drop_map50_95, "scores": auto.calibration["scores"],
                                       "export_s": round(time.perf_counter() - start, 1)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from edgeq.analyze.analysis import LayerAnalysis, MapScorer
@@ -16,20 +16,14 @@ from edgeq.backend import backend_for
 from edgeq.errors import EdgeqError
 from edgeq.evaluate.evaluator import EvalSet, EvalSettings
 from edgeq.head import HEAD_PREFIX
-from edgeq.intake import IntakeRequest, check_output_folder, log, take_in, validated_options
-from edgeq.progress import StageTimer
+from edgeq.intake import ExportRequest, check_output_folder, take_in, validated_options
+from edgeq.progress import StageTimer, log
 from edgeq.staging import staged_output
 
 
-@dataclass
-class AnalyzeRequest:
-    intake: IntakeRequest
-    out: Path
-    force: bool = False
-
-
-def run_analyze(request: AnalyzeRequest) -> AnalysisReport:
-    recipe, out = request.intake.recipe, request.out.resolve()
+def run_analyze(request: ExportRequest) -> AnalysisReport:
+    """Rank the layers of `request`'s model under its target's scheme; nothing is built for the target."""
+    recipe, out = request.recipe, request.out.resolve()
     check_output_folder(out, request.force)
     backend = backend_for(recipe.target)
     options = validated_options(backend, recipe)
@@ -39,11 +33,11 @@ def run_analyze(request: AnalyzeRequest) -> AnalysisReport:
         return report
 
 
-def _analyze(request: AnalyzeRequest, backend, options, staging: Path) -> AnalysisReport:
-    recipe, timer = request.intake.recipe, StageTimer()
-    intake = take_in(request.intake, backend, options, staging / ".work", timer)
+def _analyze(request: ExportRequest, backend, options, staging: Path) -> AnalysisReport:
+    recipe, timer = request.recipe, StageTimer()
+    intake = take_in(request, backend, options, staging / ".work", timer, log_dir=staging.parent)
     job, head = intake.job, intake.head
-    plan = backend.quant_plan(job)
+    plan = job.plan
     if plan is None:
         raise EdgeqError(f"target {job.target} describes no quantization scheme to analyze",
                          "analyze for a target whose profile has a quantization: block (`edgeq targets`)")
@@ -87,9 +81,7 @@ def _marks(job, plan, backend) -> dict[str, list[str]]:
     for name, why in plan.float_layers.items():
         marks.setdefault(name, []).append(why)
     if plan.head_quantized:
-        import onnx
-
-        for node in onnx.load(str(job.full_onnx)).graph.node:
+        for node in job.graph(job.full_onnx).graph.node:
             if node.name.startswith(HEAD_PREFIX):
                 marks.setdefault(node.name, []).append("decode head (quantized on this target)")
     if backend.missing():

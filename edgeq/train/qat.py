@@ -19,8 +19,8 @@ from pathlib import Path
 
 from edgeq.backend import backend_for
 from edgeq.errors import EdgeqError
-from edgeq.intake import IntakeRequest, check_output_folder, log, take_in, validated_options
-from edgeq.progress import StageTimer
+from edgeq.intake import ExportRequest, check_output_folder, take_in, validated_options
+from edgeq.progress import StageTimer, log
 from edgeq.staging import staged_output
 from edgeq.train.device import TrainSize, resolve_device
 from edgeq.train.source import training_split
@@ -30,15 +30,13 @@ DEFAULT_EPOCHS = 5  # a fine-tune from the PTQ starting point, not a training ru
 
 @dataclass(frozen=True)
 class QatRequest:
-    intake: IntakeRequest
-    out: Path
+    intake: ExportRequest  # the export's intake (recipe, images, Job); `out` is where the QAT run writes
     epochs: int = DEFAULT_EPOCHS
     batch: int = 16
     lr: float = 1e-5
     device: str | None = None
     workers: int = 4
     distill_weight: float = 1.0
-    force: bool = False
     export: bool = True  # run the target's emitters on the result where its toolchain is installed
     export_args: tuple[str, ...] = ()  # the job's CLI arguments, for the `edgeq export --qat-onnx` line
 
@@ -84,8 +82,8 @@ class QatReport:
 
 def run_qat(request: QatRequest) -> QatReport:
     recipe = request.intake.recipe
-    out = request.out.resolve()
-    check_output_folder(out, request.force)
+    out = request.intake.out.resolve()
+    check_output_folder(out, request.intake.force)
     backend = backend_for(recipe.target)
     training_class = backend.quantization_aware(recipe.target)
     missing = [m for m in training_class.requires if _missing(m)]
@@ -127,7 +125,7 @@ def _qat(request: QatRequest, backend, options, training_class, train_yaml: Path
 
     recipe = request.intake.recipe
     timer = StageTimer()
-    intake = take_in(request.intake, backend, options, staging / "intake", timer)
+    intake = take_in(request.intake, backend, options, staging / "intake", timer, log_dir=staging.parent)
     job, detector = intake.job, intake.detector
     training = training_class(job)
     loader = train_loader(train_yaml, job.head.imgsz, request.batch, request.workers)
@@ -171,12 +169,12 @@ def _finish_command(request: QatRequest, qat_onnx: Path) -> str:
 
     recipe = request.intake.recipe
     job = list(request.export_args) or ["--target", recipe.target]
-    parts = ["edgeq", "export", *job, "--qat-onnx", str(request.out / qat_onnx.name)]
+    parts = ["edgeq", "export", *job, "--qat-onnx", str(request.intake.out / qat_onnx.name)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def _export_with_qat(request: QatRequest, qat_onnx: Path, staging: Path) -> dict:
-    from edgeq.pipeline import ExportRequest, run_export
+    from edgeq.pipeline import run_export
 
     recipe = request.intake.recipe
     folder = f"export-{recipe.target}"

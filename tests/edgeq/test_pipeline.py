@@ -54,6 +54,14 @@ def test_existing_output_is_refused_without_force(cli, tmp_path, yolo_yaml, smal
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
 
 
+def test_a_failing_trial_build_names_a_log_that_exists(cli, tmp_path, yolo_yaml, small_data):
+    code, _, err = _export(cli, tmp_path, "failing-trial", "--set", "calibration.method=auto", model=yolo_yaml,
+                           data=small_data)
+    log = tmp_path / "out" / "logs" / "failing-convert.log"
+    _one_line_error(code, err, "stage 'convert' failed", f"(log: {log})")
+    assert log.read_text() == "converter said: boom\n"
+
+
 def test_stage_failure_keeps_log_and_leaves_nothing_half_written(cli, tmp_path, yolo_yaml, small_data):
     code, _, err = _export(cli, tmp_path, "failing", model=yolo_yaml, data=small_data)
     _one_line_error(code, err, "stage 'convert' failed", str(tmp_path / "out" / "logs" / "failing-convert.log"))

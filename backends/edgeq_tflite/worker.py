@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
+
+from edgeq.untrusted.network import refuse_network
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # the file onnx2tf looks for in cwd
 
@@ -42,17 +43,6 @@ class Failure(Exception):
     def __init__(self, stage: str, detail: str) -> None:
         super().__init__(detail)
         self.stage, self.detail = stage, detail
-
-
-def _no_network() -> None:
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"edgeq: network access refused during conversion (to {address})")
-        return _connect(self, address, *args, **kwargs)
-
-    _connect = socket.socket.connect
-    socket.socket.connect = refuse
-    socket.socket.connect_ex = refuse
 
 
 def _images(calib: np.ndarray):
@@ -214,7 +204,7 @@ def convert(job: dict) -> dict:
 
 def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
-    _no_network()
+    refuse_network()
     result_path = Path(job["result"])
     try:
         result = convert(job)

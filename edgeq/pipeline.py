@@ -60,7 +60,7 @@ def run_export(request: ExportRequest) -> Report:
         raise EdgeqError(f"--qat-onnx '{request.qat_onnx}' does not exist",
                          f"pass the <model>-qat-{recipe.target}.onnx that `edgeq qat --target {recipe.target}` wrote")
 
-    with staged_output(out, log) as staging:
+    with staged_output(out, log, request.force) as staging:
         return _export(request, backend, options, staging)
 
 
@@ -201,7 +201,7 @@ def export_target(request: ExportRequest, backend: Backend, intake, shared: Shar
         data={"source": str(intake.data_path), "root": str(intake.dataset.root),
               "labels": asdict(eval_set.label_stats), "calib_split": recipe.calibration.split,
               "calib_images": len(intake.calib_paths), "val_split": recipe.evaluation.split,
-              "val_images": len(eval_set)},
+              "val_images": len(eval_set), "skipped_images": intake.skipped_images},
         reference=dict(shared.reference), artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}

@@ -79,7 +79,7 @@ def run_matrix(request: MatrixRequest) -> MatrixReport:
     recipes = {t: _recipe_for(request.recipe, t, backends[t]) for t in ready}
     out = request.out.resolve()
     check_output_folder(out, request.force)
-    with staged_output(out, log) as staging:
+    with staged_output(out, log, request.force) as staging:
         return _run(request, backends, targets, ready, skipped, recipes, staging)
 
 

@@ -142,7 +142,8 @@ def _read(name_or_path: str, chain: tuple[Path, ...] = (), sources: list[Path] |
         raise EdgeqError(f"recipe '{path}': extends: {parent!r} is not a recipe name or path",
                          "write one recipe, e.g. 'extends: intel-cpu-openvino' or 'extends: base.yaml'")
     if parent:
-        base = parent if Path(parent).is_absolute() or not (path.parent / parent).exists() else str(path.parent / parent)
+        beside = path.parent / parent
+        base = parent if Path(parent).is_absolute() or not beside.exists() else str(beside)
         return _merge(_read(base, (*chain, real), sources), data)
     return data
 

@@ -47,19 +47,12 @@ def test_batch_on_a_batch_1_target_is_one_line_exit_2_before_any_work(cli, tmp_p
 def tiny_onnx(tmp_path_factory):
     """A 1x1 convolution with a static 32x32 input, saved plainly, with external data, and with external data
     that points outside its folder."""
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from ort_testlib import tiny_conv_onnx
 
     folder = tmp_path_factory.mktemp("onnx")
-    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["output0"])], "tiny",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 1, 32, 32])],
-                              [numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
     (folder / "model").mkdir()
-    onnx.save(model, str(folder / "model" / "plain.onnx"))
+    model = onnx.load(str(tiny_conv_onnx(folder / "model" / "plain.onnx")))
     onnx.save(model, str(folder / "model" / "external.onnx"), save_as_external_data=True, location="w.bin",
               size_threshold=0)
     escaping = onnx.load(str(folder / "model" / "external.onnx"), load_external_data=False)

@@ -170,19 +170,11 @@ def test_static_batch_4_irs_score_like_batch_1(small_data, tmp_path):
 @pytest.mark.parametrize("damage, words", [("missing", "Empty weights"), ("truncated", "is_valid_weights_range")])
 def test_eval_of_an_ir_with_a_missing_or_truncated_bin_is_one_line(cli, tmp_path, small_data, damage, words):
     """edgeq eval on an IR whose weights file is gone or cut (issue 20): OpenVINO's refusal, named in one line."""
-    import numpy as np
-    import onnx
     import openvino as ov
-    from onnx import TensorProto, helper, numpy_helper
+    from ort_testlib import tiny_conv_onnx
 
-    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["output0"])], "tiny",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 10, 32, 32])],
-                              [numpy_helper.from_array(np.ones((10, 3, 1, 1), np.float32), "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(tmp_path / "tiny.onnx"))
-    ov.save_model(ov.convert_model(str(tmp_path / "tiny.onnx")), str(tmp_path / "model.xml"))
+    ov.save_model(ov.convert_model(str(tiny_conv_onnx(tmp_path / "tiny.onnx", out_channels=10))),
+                  str(tmp_path / "model.xml"))
     weights = tmp_path / "model.bin"
     weights.unlink() if damage == "missing" else weights.write_bytes(weights.read_bytes()[:8])
     code, _, err = cli("eval", tmp_path / "model.xml", "--data", small_data, "--no-progress")

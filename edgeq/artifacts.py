@@ -1,7 +1,14 @@
-"""Open an artifact made anywhere (ours, `yolo export`, ...) for `edgeq eval`: pick a runner, find its head."""
+"""Open an artifact made anywhere (ours, `yolo export`, ...) for `edgeq eval`: pick a runner, find its head.
+
+The file is loaded and run once on a blank image before any evaluation, so a file its runtime refuses (garbage,
+an ONNX whose external data points outside its folder, an IR with a missing or truncated .bin) is one line naming
+it, and so is an --imgsz the artifact's static input does not take.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgeq.backend import families
@@ -34,23 +41,29 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         if runner is None:
             raise EdgeqError(f"no installed backend runs '{path.name}'",
                              "install the backend's extra (see `edgeq targets`) or pass a .onnx/.pt file")
-    if imgsz is None:  # the artifact knows its input size
-        with runner:
-            imgsz = runner.input_shape[-1] if runner.input_shape else 640
+    with _loaded(runner, path):
+        static = runner.input_shape[-1] if runner.input_shape and isinstance(runner.input_shape[-1], int) else None
+    if imgsz is not None and static is not None and imgsz != static:
+        raise EdgeqError(f"'{path.name}' takes {static}x{static} input, not --imgsz {imgsz}",
+                         f"leave --imgsz out (or pass --imgsz {static})")
+    imgsz = imgsz or static or 640
     if head_json:
-        head = HeadSpec.from_json(head_json)
+        head = _head_from_json(head_json)
     elif layout is HeadLayout.DETACHED:
         raise EdgeqError("a detached artifact needs its head parameters", "pass --head-json <artifact>-head.json")
     else:  # decoded output: nc from the output width; strides do not matter for decoded boxes
-        with runner:
-            import numpy as np
+        import numpy as np
 
-            out = runner.infer(np.zeros((1, 3, imgsz, imgsz), np.float32))
+        with _loaded(runner, path):
+            out = runner.infer(np.zeros((*(runner.input_shape or (1,))[:1], 3, imgsz, imgsz), np.float32))
         if OUTPUT_NAME not in out and len(out) != 1:
             raise EdgeqError(f"'{path.name}' has outputs {list(out)}, not one decoded output",
                              "use --layout detached --head-json for per-scale outputs")
         decoded = out[OUTPUT_NAME] if OUTPUT_NAME in out else next(iter(out.values()))
-        if decoded.ndim == 3 and decoded.shape[2] == 6 and decoded.shape[1] != 6:  # (1, k, 6): already selected
+        if decoded.ndim != 3:
+            raise EdgeqError(f"'{path.name}' outputs shape {tuple(decoded.shape)}, not (1, 4 + classes, anchors) or "
+                             "(1, k, 6) detections", "evaluate a detector exported by edgeq or `yolo export`")
+        if decoded.shape[2] == 6 and decoded.shape[1] != 6:  # (1, k, 6): already selected
             layout = HeadLayout.SELECTED
         if layout is HeadLayout.SELECTED:
             if not dataset.names:
@@ -65,3 +78,30 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
         head = HeadSpec(nc=nc, reg_max=16, strides=(8, 16, 32), imgsz=imgsz, names=dataset.names or
                         tuple(str(i) for i in range(nc)))
     return runner, head, layout
+
+
+@contextlib.contextmanager
+def _loaded(runner: Runner, path: Path) -> Iterator[None]:
+    """The runner loaded for the block; its runtime refusing the file is one line naming it (the runtimes raise
+    their own types: onnxruntime's Fail / InvalidProtobuf, OpenVINO's RuntimeError, ...)."""
+    try:
+        with runner:
+            yield
+    except EdgeqError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a third-party loader on a user's file)
+        detail = " ".join(str(exc).split())[:200] or "no detail"
+        raise EdgeqError(f"'{path}' cannot be loaded or run ({type(exc).__name__}: {detail})",
+                         "check that the file is complete (an IR needs its .bin, an ONNX its external data "
+                         "inside its folder) and made for this runtime; re-export it") from None
+
+
+def _head_from_json(path: Path) -> HeadSpec:
+    import json
+
+    try:
+        return HeadSpec.from_json(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = "not JSON" if isinstance(exc, json.JSONDecodeError) else f"{type(exc).__name__}: {exc}"
+        raise EdgeqError(f"--head-json '{path}' is not a head description ({why})",
+                         "pass the <artifact>-head.json edgeq wrote beside the artifact") from None

@@ -42,8 +42,11 @@ class _FallbackFlag(argparse.Action):
         namespace.fallback_flag = option_string
 
 
-TRUST_HELP = ("load a .pt with the full unpickler, which runs any code the file names; only for checkpoints "
-              "from a source you trust (default: weights-only, Ultralytics' allow-list)")
+TRUST_HELP = ("load a .pt with the full unpickler, which runs any code the file names, and build a model YAML "
+              "without edgeq's layer check; only for files from a source you trust (default: weights-only against "
+              "Ultralytics' allow-list, YAMLs of listed layers with literal arguments)")
+BAD_IMAGES_HELP = ("an image that cannot be decoded or is truncated: refuse the run naming it (default), or skip it "
+                   "(the report counts what was skipped)")
 
 
 ANALYZE_EPILOG = """\
@@ -143,6 +146,7 @@ def _add_job_arguments(parser: argparse.ArgumentParser, out_default: str) -> Non
                         "--set calibration.method=auto (repeatable; `edgeq recipes --schema` lists them)")
     parser.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
     parser.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--bad-images", choices=["refuse", "skip"], help=BAD_IMAGES_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -222,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--head-json", type=Path, help="head parameters shipped beside a detached artifact")
     evaluate.add_argument("--latency-runs", type=int, default=0, help="also time N runs (median)")
     evaluate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    evaluate.add_argument("--bad-images", choices=["refuse", "skip"], default="refuse", help=BAD_IMAGES_HELP)
     evaluate.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("targets", help="list targets, their backend families and missing extras")
@@ -251,23 +256,74 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgeq.env import contain_caches, set_cache_dir
+    """Every command behind one boundary: an EdgeqError, an OS or parser error, a model runtime refusing a file
+    print one line and exit 2 (3, 4 for the gates); anything else is an internal error: one line naming it and
+    where its traceback was saved, exit 1 (EDGEQ_TRACEBACK=1 prints it instead). Ctrl-C exits 130."""
+    from edgeq.untrusted.network import forget_attempts, refuse_network
 
     args = _parser().parse_args(argv)
-    if args.cache_dir:
-        set_cache_dir(args.cache_dir)
-    contain_caches()
+    refuse_network()
+    forget_attempts()
     try:
+        _use_cache_dir(args.cache_dir)
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
         return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval,
                 "targets": _targets, "recipes": _recipes, "toolchains": _toolchains}[args.command](args)
-    except EdgeqError as exc:
-        print(f"edgeq: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("edgeq: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001  (the boundary: every error becomes one line)
+        from edgeq.errors import as_user_error
+
+        user = exc if isinstance(exc, EdgeqError) else as_user_error(exc)
+        if user is not None:
+            print(f"edgeq: error: {user.one_line()}", file=sys.stderr)
+            return user.exit_code
+        return _internal_error(exc)
+
+
+def _use_cache_dir(chosen: Path | None) -> None:
+    """--cache-dir, else $EDGEQ_CACHE, else ~/.cache/edgeq: refused in one line when it is a file."""
+    from edgeq.env import cache_dir, contain_caches, set_cache_dir
+
+    if chosen:
+        set_cache_dir(chosen)
+    where = cache_dir()
+    if where.exists() and not where.is_dir():
+        raise EdgeqError(f"the cache folder '{where}' is a file", "pass --cache-dir (or set EDGEQ_CACHE to) a folder")
+    contain_caches()
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug, not bad input: one line that says so, naming where the traceback was saved (the cache, else the
+    temp folder), exit 1."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if os.environ.get("EDGEQ_TRACEBACK"):
+        print(text, file=sys.stderr, end="")
+        return 1
+    from edgeq.env import cache_dir
+
+    name = f"edgeq-internal-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    saved = None
+    for folder in (cache_dir() / "errors", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            saved = folder / name
+            break
+        except OSError:
+            continue
+    where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
+    detail = " ".join(str(exc).split())[:160]
+    print(f"edgeq: internal error: {type(exc).__name__}{': ' + detail if detail else ''} (a bug in edgeq, not in "
+          f"your input as far as it can tell; {where}: please report it)", file=sys.stderr)
+    return 1
 
 
 def _job_recipe(args, lists=None, **extra):
@@ -276,7 +332,8 @@ def _job_recipe(args, lists=None, **extra):
     keep = [n.strip() for n in args.keep_float.split(",") if n.strip()] if args.keep_float else None
     return load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
         "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
-        "calibration.images": args.calib_images, "evaluation.images": args.val_images, **extra}, lists={
+        "calibration.images": args.calib_images, "evaluation.images": args.val_images, "bad_images": args.bad_images,
+        **extra}, lists={
         "keep_float": keep, **(lists or {})})
 
 
@@ -316,7 +373,7 @@ def _job_args(args) -> tuple[str, ...]:
     """The job arguments as typed (target or recipe, model, data, sizes, --set), to repeat in a later command."""
     pairs = [("--target", args.target), ("--recipe", args.recipe), ("--model", args.model), ("--data", args.data),
              ("--imgsz", args.imgsz), ("--head-branch", args.head_branch), ("--calib-images", args.calib_images),
-             ("--val-images", args.val_images)]
+             ("--val-images", args.val_images), ("--bad-images", args.bad_images)]
     typed = [item for flag, value in pairs if value is not None for item in (flag, str(value))]
     return (*typed, *[item for value in args.sets for item in ("--set", value)])
 
@@ -388,10 +445,12 @@ def _matrix_outcome(matrix, recipe, out: Path) -> int:
 
 def _eval(args) -> int:
     from edgeq.artifacts import open_any
-    from edgeq.data import load_dataset, subsample
+    from edgeq.data import load_dataset, subsample, usable_images
     from edgeq.evaluate.evaluator import EvalSet, evaluate, median_latency_ms
     from edgeq.head import HeadLayout
+    from edgeq.intake import log
 
+    _check_eval_args(args)
     data_path = Path(args.data) if args.data else None
     if data_path is None:
         from edgeq import demo
@@ -400,7 +459,8 @@ def _eval(args) -> int:
     dataset = load_dataset(data_path)
     runner, head, layout = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset,
                                     trust_model=args.trust_model)
-    eval_set = EvalSet(subsample(dataset.images(args.split), args.val_images), head.nc)
+    images = usable_images(subsample(dataset.images(args.split), args.val_images), args.bad_images, log)
+    eval_set = EvalSet(images.paths, head.nc)
     with runner:
         result = evaluate(runner, layout, head, eval_set, desc=args.artifact.name,
                           progress=not args.no_progress)
@@ -413,7 +473,25 @@ def _eval(args) -> int:
         print("| artifact | runtime | images | mAP50-95 | mAP50 | latency |\n|---|---|---:|---:|---:|---:|")
         print(f"| {args.artifact.name} | {runner.runtime} | {result.images} | {result.map50_95:.2f} | "
               f"{result.map50:.2f} | {'' if latency is None else f'{latency:.1f} ms'} |")
+    if images.skipped:
+        print(f"\n{len(images.skipped)} image(s) skipped (--bad-images skip): cannot be decoded or truncated")
     return 0
+
+
+def _check_eval_args(args) -> None:
+    """Numbers that would run and report nonsense (mAP 0.00 on no images) are refused before any work."""
+    from edgeq.model import check_imgsz
+
+    if args.val_images < 1:
+        raise EdgeqError(f"--val-images {args.val_images}: evaluation needs at least one image",
+                         "use e.g. --val-images 300")
+    if args.latency_runs < 0:
+        raise EdgeqError(f"--latency-runs {args.latency_runs} is negative", "give the timed runs (0: no timing)")
+    if args.imgsz is not None:
+        check_imgsz(args.imgsz)
+    if args.head_json is not None and not args.head_json.is_file():
+        raise EdgeqError(f"--head-json '{args.head_json}' is not a file",
+                         "pass the <artifact>-head.json shipped beside the artifact")
 
 
 def _targets(args) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from edgeq.env import cache_dir
-from edgeq.staging import remove_stale, work_folder
+from edgeq.staging import exclusive, remove_stale, work_folder
 
 ASSETS = Path(__file__).parent / "assets"
 DEMO_IMGSZ = 320
@@ -45,13 +45,15 @@ def demo_dataset(train: int, val: int, progress: bool = True, seed: int = DEMO_S
     root = cache_dir() / "demo-data" / f"seed{seed}-{DEMO_IMGSZ}px-train{train}-val{val}"
     if (root / "data.yaml").exists():
         return root / "data.yaml"
-    remove_stale(root)
-    partial = work_folder(root)
-    shutil.rmtree(partial, ignore_errors=True)
-    generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=seed, progress=progress)
-    partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind
-    data_yaml = root / "data.yaml"
-    config = yaml.safe_load(data_yaml.read_text())
-    config["path"] = str(root)  # the generator wrote the partial folder's absolute path
-    data_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
-    return data_yaml
+    with exclusive(root, wait=True):  # two runs needing the same data: one generates, the other waits for it
+        if not (root / "data.yaml").exists():
+            remove_stale(root)
+            shutil.rmtree(root, ignore_errors=True)  # a folder without its data.yaml is not a finished dataset
+            partial = work_folder(root)
+            generate_dataset(partial, train=train, val=val, imgsz=DEMO_IMGSZ, seed=seed, progress=progress)
+            partial_yaml = partial / "data.yaml"
+            config = yaml.safe_load(partial_yaml.read_text())  # edgeq's own file
+            config["path"] = str(root)  # the generator wrote the partial folder's absolute path
+            partial_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+            partial.rename(root)  # atomic: a killed run never leaves a half-generated dataset behind
+    return root / "data.yaml"

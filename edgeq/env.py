@@ -28,11 +28,17 @@ def contain_caches() -> None:
 
 
 def offline_ultralytics():
-    """Import ultralytics with downloads and auto-installs off and its settings file in our cache."""
+    """Import ultralytics with downloads and auto-installs off, its settings file in our cache, its YAML reads
+    through edgeq's loader and checkpoint names kept as given (`edgeq.untrusted.ultralytics_io`)."""
     contain_caches()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
     import ultralytics
+    import ultralytics.utils
+    import ultralytics.utils.checks
 
+    from edgeq.untrusted.ultralytics_io import harden
+
+    harden(ultralytics.utils, ultralytics.utils.checks)
     return ultralytics

@@ -11,11 +11,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from edgeq.backend import Backend, Job, make_job
-from edgeq.data import ImageBatches, load_dataset, subsample
+from edgeq.data import ImageBatches, load_dataset, subsample, usable_images
 from edgeq.errors import EdgeqError
 from edgeq.evaluate.evaluator import EvalSet
 from edgeq.progress import log
 from edgeq.recipe import Recipe, describe_validation_error
+from edgeq.staging import check_output_folder, protect_inputs  # noqa: F401  (the commands import the first here)
 
 
 @dataclass(frozen=True)
@@ -43,30 +44,11 @@ class Intake:
     calib_paths: list[Path]
     eval_set: EvalSet
     job: Job
+    skipped_images: dict[str, int]  # bad images left out (`bad_images: skip`), per use
 
     @property
     def head(self):
         return self.job.head
-
-
-def check_output_folder(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise EdgeqError(f"output '{out}' is a file", "choose a folder for --out")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise EdgeqError(f"output folder '{out}' already holds {_previous_run(out)}",
-                         "choose another --out, or pass --force to replace its contents")
-
-
-def _previous_run(out: Path) -> str:
-    """What is in an output folder, in words: a previous export (and for which target), or just files."""
-    import json
-
-    try:
-        report = json.loads((out / "report.json").read_text())
-    except (OSError, ValueError):
-        return "files"
-    target = (report.get("recipe") or {}).get("target") or report.get("targets_requested")
-    return f"a previous export (target {target})" if target else "a previous export"
 
 
 def validated_options(backend: Backend, recipe: Recipe):
@@ -114,6 +96,7 @@ class SharedIntake:
     eval_set: EvalSet
     onnx_models: object  # edgeq.model.OnnxModels
     calibration: ImageBatches
+    skipped_images: dict[str, int]  # bad images left out (`bad_images: skip`): {"calibration": n, "evaluation": m}
     graphs: dict = field(default_factory=dict)  # the ONNX pair as read once, shared by every target's Job
 
     @property
@@ -132,7 +115,8 @@ class SharedIntake:
                        batch=recipe.batch, qat_onnx=qat_onnx, _graphs=self.graphs)
         job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float)))
         return Intake(detector=self.detector, data_path=self.data_path, dataset=self.dataset,
-                      calib_paths=self.calib_paths, eval_set=self.eval_set, job=job)
+                      calib_paths=self.calib_paths, eval_set=self.eval_set, job=job,
+                      skipped_images=self.skipped_images)
 
 
 def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer) -> SharedIntake:
@@ -143,15 +127,22 @@ def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer)
     with timer.stage("load"):
         detector = load_detector(resolve_model(recipe), recipe.imgsz, request.trust_model, recipe.head_branch)
     head, imgsz = detector.head, detector.head.imgsz
+    protect_inputs(staging, held=[("model", detector.source), *(("recipe", p) for p in recipe.sources)])
     data_path = resolve_data(recipe, request.progress)
     dataset = load_dataset(data_path)
+    protect_dataset(staging, dataset)
     if dataset.names and len(dataset.names) != head.nc:
         raise EdgeqError(f"dataset '{data_path}' has {len(dataset.names)} classes but the model has {head.nc}",
                          "evaluate with the dataset the model was trained on")
-    calib_paths = subsample(dataset.images(recipe.calibration.split), recipe.calibration.images,
-                            recipe.calibration.seed)
-    eval_set = EvalSet(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
-                                 recipe.evaluation.seed), head.nc)  # labels validated here, before heavy work
+    calib = usable_images(subsample(dataset.images(recipe.calibration.split), recipe.calibration.images,
+                                    recipe.calibration.seed), recipe.bad_images, log)
+    evaluation = usable_images(subsample(dataset.images(recipe.evaluation.split), recipe.evaluation.images,
+                                         recipe.evaluation.seed), recipe.bad_images, log)
+    calib_paths, skipped = calib.paths, {"calibration": len(calib.skipped), "evaluation": len(evaluation.skipped)}
+    if any(skipped.values()):
+        log(f"bad_images: skip: left out {skipped['calibration']} calibration and {skipped['evaluation']} "
+            "evaluation image(s) that cannot be decoded or are truncated")
+    eval_set = EvalSet(evaluation.paths, head.nc)  # labels validated here, before heavy work
     log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
     log(f"model {detector.source.name}: {head.head_class} head, {head.branch} branch ({head.selection}), "
         f"{head.nc} classes, input {imgsz}, activation {detector.main_activation}"
@@ -159,7 +150,15 @@ def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer)
     with timer.stage("onnx"):
         onnx_models = export_onnx(detector, staging)
     return SharedIntake(detector=detector, data_path=data_path, dataset=dataset, calib_paths=calib_paths,
-                        eval_set=eval_set, onnx_models=onnx_models, calibration=ImageBatches(calib_paths, imgsz))
+                        eval_set=eval_set, onnx_models=onnx_models, calibration=ImageBatches(calib_paths, imgsz),
+                        skipped_images=skipped)
+
+
+def protect_dataset(staging: Path, dataset) -> None:
+    """The output may not be or hold the data.yaml or the dataset root, nor touch a split's image folders."""
+    protect_inputs(staging, held=[("dataset", dataset.source), ("dataset root", dataset.root)],
+                   listed=[(f"'{split}' split", location) for split, locations in dataset.locations.items()
+                           for location in locations])
 
 
 def check_keep_float(job: Job, names: list[str]) -> list[str]:

@@ -70,7 +70,7 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
     trained at (else 640). Checkpoints load weights-only unless `trust_model`. `head_branch` picks one2one or
     one2many where the head has both (default: one2one, the NMS-free branch end-to-end heads are built to ship)."""
     if imgsz is not None:
-        _check_imgsz(imgsz)
+        check_imgsz(imgsz)
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix not in (".pt", ".yaml", ".yml"):
@@ -97,21 +97,22 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
             trained_at = (ckpt.get("train_args") or {}).get("imgsz")
             imgsz = trained_at if isinstance(trained_at, int) and trained_at % 32 == 0 else DEFAULT_IMGSZ
     else:
-        try:
-            cfg = tasks.yaml_model_load(str(path))
-            task = tasks.guess_model_task(cfg)
-        except FileNotFoundError:
-            raise EdgeqError(f"model '{source}' is neither a file nor one of Ultralytics' packaged configs",
-                             "pass the path of a model YAML, or a packaged name such as yolo11n.yaml, yolov8s.yaml "
-                             "or yolo26n.yaml") from None
-        except Exception as exc:
-            raise EdgeqError(f"could not parse model YAML '{path}' ({type(exc).__name__})", _MODEL_FIX) from None
+        cfg = model_config(path, trust_model)
+        task = tasks.guess_model_task(cfg)
         if task is None:  # a head Ultralytics' task guess does not know (RT-DETR's decoder, ...)
             _refuse_head(path, str(cfg.get("head", [[None, None, "?"]])[-1][2]))
         if task != "detect":
             raise EdgeqError(f"'{path}' describes a {task} model; edgeq exports detection models only", _MODEL_FIX)
-        with quiet:
-            model = tasks.DetectionModel(cfg, verbose=False)
+        if not trust_model:
+            from edgeq.untrusted.model_yaml import check_model_config
+
+            cfg = check_model_config(cfg, str(path))
+        try:
+            with quiet:
+                model = tasks.DetectionModel(cfg, verbose=False)
+        except Exception as exc:  # a config that names valid layers but does not fit together
+            raise EdgeqError(f"model YAML '{path}' does not build ({type(exc).__name__}: {_plain(_first(exc))})",
+                             _MODEL_FIX) from None
         trained = False
         imgsz = imgsz or DEFAULT_IMGSZ
     head, branch = _detect_head(model, path, head_branch)
@@ -130,6 +131,31 @@ def load_detector(source: str | Path, imgsz: int | None = None, trust_model: boo
                     branch=branch, end2end=branch == "one2one", max_det=int(getattr(head, "max_det", 300)),
                     head_class=type(head).__name__)
     return Detector(source=path, module=model.float().eval(), head=spec, activations=dict(acts), trained=trained)
+
+
+def model_config(path: Path, trust_model: bool) -> dict:
+    """The model YAML as a dict, read by edgeq's loader: a file the user named, or one of Ultralytics' packaged
+    configs by bare name (`yolo11n.yaml`, read by Ultralytics' resolver, whose YAML reads are edgeq's loader too).
+    The scale letter comes from the name, as Ultralytics takes it (`yolov8s.yaml` -> s)."""
+    from ultralytics.nn import tasks
+
+    from edgeq.untrusted.safe_yaml import load_mapping
+
+    if path.is_file():
+        cfg = load_mapping(path, "model YAML", _MODEL_FIX)
+        cfg["scale"] = tasks.guess_model_scale(path)
+        cfg["yaml_file"] = str(path)
+    else:
+        try:
+            cfg = tasks.yaml_model_load(str(path))
+        except FileNotFoundError:
+            raise EdgeqError(f"model '{path}' is neither a file nor one of Ultralytics' packaged configs",
+                             "pass the path of a model YAML, or a packaged name such as yolo11n.yaml, yolov8s.yaml "
+                             "or yolo26n.yaml") from None
+    if not isinstance(cfg.get("head"), list) or not cfg["head"] or not isinstance(cfg["head"][-1], list) \
+            or len(cfg["head"][-1]) != 4:
+        raise EdgeqError(f"model YAML '{path}' has no 'head:' list of [from, repeats, module, args] rows", _MODEL_FIX)
+    return cfg
 
 
 def _missing_model(path: Path, bare: bool) -> tuple[str, str]:
@@ -164,9 +190,8 @@ def read_checkpoint(path: Path, trust_model: bool) -> dict:
             raise EdgeqError(f"'{path}' needs {', '.join(refused)} to load, which is outside Ultralytics' "
                              "weights-only allow-list; nothing from the file was run",
                              "pass --trust-model only if you trust where the file came from") from None
-        detail = str(exc).splitlines()[0][:120] if str(exc) else "no detail"
         raise EdgeqError(f"could not read '{path}' as an Ultralytics checkpoint ({type(exc).__name__}: "
-                         f"{_plain(detail)})", _MODEL_FIX) from None
+                         f"{_plain(_first(exc))})", _MODEL_FIX) from None
     if not isinstance(ckpt, dict):
         raise EdgeqError(f"'{path}' is not an Ultralytics checkpoint (it holds a {type(ckpt).__name__})", _MODEL_FIX)
     return ckpt
@@ -184,13 +209,17 @@ def _refused_globals(exc: BaseException) -> list[str]:
     return list(dict.fromkeys(found)) or (["classes"] if refused else [])
 
 
+def _first(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc).strip() else "no detail"
+
+
 def _plain(text: str) -> str:
     import re
 
     return re.sub(r"[^\x00-\x7f]+", "", text).strip()
 
 
-def _check_imgsz(imgsz: int) -> None:
+def check_imgsz(imgsz: int) -> None:
     if imgsz <= 0 or imgsz % 32:
         suggestion = max(32, round(imgsz / 32) * 32)
         raise EdgeqError(f"input size {imgsz} is not a positive multiple of 32", f"use --imgsz {suggestion}")

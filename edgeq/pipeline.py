@@ -101,7 +101,7 @@ class ExportRun:
     def run(self) -> RunResult:
         out = self.request.out.resolve()
         check_output_folder(out, self.request.force)
-        with staged_output(out, log) as staging:
+        with staged_output(out, log, self.request.force) as staging:
             return self._run(staging)
 
     def _run(self, staging: Path) -> RunResult:
@@ -343,7 +343,7 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
         data={"source": str(intake.data_path), "root": str(intake.dataset.root),
               "labels": asdict(eval_set.label_stats), "calib_split": recipe.calibration.split,
               "calib_images": len(intake.calib_paths), "val_split": recipe.evaluation.split,
-              "val_images": len(eval_set)},
+              "val_images": len(eval_set), "skipped_images": intake.skipped_images},
         reference=dict(shared.reference), artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}

@@ -6,18 +6,19 @@ merged recipe before validation, so the CLI and the YAML share one schema.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from edgeq.errors import EdgeqError
+from edgeq.untrusted.safe_yaml import load_mapping, load_text
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class CalibrationConfig(_Strict):
@@ -75,7 +76,14 @@ class Recipe(_Strict):
     # PTQ artifact loses ("50%": win back at least half); over it, the search starts (exit 3 if no step is within)
     max_drop: float | str | None = Field(None, description="mAP50-95 points, or N% of the default INT8 loss")
     keep_float: list[str] = []  # layers (ONNX node names) kept in the target's higher precision
+    # an image that cannot be decoded or is truncated: refuse the run naming it, or skip it (counted in the report)
+    bad_images: Literal["refuse", "skip"] = "refuse"
+    _sources: tuple[Path, ...] = PrivateAttr(default=())  # the recipe files read, extends: included
 
+    @property
+    def sources(self) -> tuple[Path, ...]:
+        """The recipe files this recipe was read from (an output folder must not hold them)."""
+        return self._sources
 
     @field_validator("max_drop")
     @classmethod
@@ -86,12 +94,16 @@ class Recipe(_Strict):
             try:
                 amount = float(number)
             except ValueError:
-                raise ValueError(f"'{value}' is neither points (0.5) nor a share of the default loss (50%)") from None
+                amount = math.nan
+            if not math.isfinite(amount):
+                raise ValueError(f"'{value}' is neither points (0.5) nor a share of the default loss (50%)")
             if text.endswith("%"):
                 if not 0 <= amount <= 100:
                     raise ValueError(f"'{value}': a share of the default loss is 0% to 100%")
                 return f"{amount:g}%"
             value = amount
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{value} is not a number of points: give the mAP50-95 points the INT8 artifact may lose")
         if value is not None and value < 0:
             raise ValueError(f"{value} is negative: give the mAP50-95 points the INT8 artifact may lose")
         return value
@@ -109,10 +121,8 @@ def available() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
-def _read(name_or_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
-    if name_or_path in chain:
-        raise EdgeqError(f"recipe '{name_or_path}' extends itself ({' -> '.join((*chain, name_or_path))})",
-                         "break the extends: cycle")
+def _read(name_or_path: str, chain: tuple[Path, ...] = (), sources: list[Path] | None = None) -> dict[str, Any]:
+    """A recipe by name or path with its `extends:` chain merged; `sources` collects the files read."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         shipped = available()
@@ -120,16 +130,21 @@ def _read(name_or_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
             raise EdgeqError(f"unknown recipe '{name_or_path}'",
                              f"use a recipe file path or one of: {', '.join(sorted(shipped))} (`edgeq recipes`)")
         path = shipped[name_or_path]
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EdgeqError(f"recipe '{path}' is not valid YAML ({str(exc).splitlines()[0]})", "fix the YAML") from None
-    if not isinstance(data, dict):
-        raise EdgeqError(f"recipe '{path}' is not a mapping of keys", "write the recipe as 'key: value' lines")
+    real = path.resolve()
+    if real in chain:
+        raise EdgeqError(f"recipe '{path}' extends itself ({' -> '.join(str(p) for p in (*chain, real))})",
+                         "break the extends: cycle")
+    if sources is not None:
+        sources.append(real)
+    data = load_mapping(path, "recipe", "write the recipe as 'key: value' YAML lines")
     parent = data.pop("extends", None)
+    if parent is not None and not isinstance(parent, str):
+        raise EdgeqError(f"recipe '{path}': extends: {parent!r} is not a recipe name or path",
+                         "write one recipe: a name `edgeq recipes` lists, or a path such as 'extends: base.yaml'")
     if parent:
-        base = parent if Path(parent).is_absolute() or not (path.parent / parent).exists() else str(path.parent / parent)
-        return _merge(_read(base, (*chain, name_or_path)), data)
+        beside = path.parent / parent
+        base = parent if Path(parent).is_absolute() or not beside.exists() else str(beside)
+        return _merge(_read(base, (*chain, real), sources), data)
     return data
 
 
@@ -153,7 +168,8 @@ def apply_sets(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise EdgeqError(f"--set '{item}': '{part}' is not a section", "set a key inside a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = load_text(raw, f"--set '{item}': the value",
+                               "write a plain value, e.g. --set calibration.images=100")
     return data
 
 
@@ -208,7 +224,8 @@ def load_recipe(source: str | None, target: str | None = None, overrides: dict[s
                 sets: list[str] | None = None, lists: dict[str, list[str] | None] | None = None) -> Recipe:
     """Resolve a recipe (name or path) or a bare target, then CLI overrides (`lists`: values taken as given, not
     parsed as YAML) and `--set` edits."""
-    data = _read(source) if source else {}
+    sources: list[Path] = []
+    data = _read(source, sources=sources) if source else {}
     if target:
         data["target"] = target
     for key, value in (overrides or {}).items():
@@ -220,7 +237,23 @@ def load_recipe(source: str | None, target: str | None = None, overrides: dict[s
     apply_sets(data, sets or [])
     if "target" not in data:
         raise EdgeqError("no target given", "pass --target T or --recipe R (see `edgeq targets`, `edgeq recipes`)")
+    _refuse_non_finite(data)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise describe_validation_error(exc) from None
+    recipe._sources = tuple(sources)
+    return recipe
+
+
+def _refuse_non_finite(data: Any, where: str = "") -> None:
+    """No recipe value is NaN or infinite (`options.*` too, which the backends validate): a NaN budget or
+    threshold compares false with everything and would pass every check it should fail."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _refuse_non_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _refuse_non_finite(value, f"{where}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise EdgeqError(f"recipe key '{where}' is {data}", "give a finite number")

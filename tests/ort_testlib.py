@@ -97,3 +97,21 @@ def toy_plugins() -> dict:
     ort = OrtInt8Backend()
     return {"ort-int8": ort, "ort-int8-b": ort, "failing": FailingBackend(), "failing-trial": FailingTrialBackend(),
             "exotic": MissingDepBackend()}
+
+
+def tiny_conv_onnx(path: Path, size: int = 32, out_channels: int = 1) -> Path:
+    """A 1x1 convolution `images` (1, 3, size, size) -> `output0`: the smallest valid model file, for tests of how
+    a runtime takes (or refuses) a file rather than of what it computes."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["output0"])], "tiny",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT,
+                                                             [1, out_channels, size, size])],
+                              [numpy_helper.from_array(np.ones((out_channels, 3, 1, 1), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from edgeq_worker import Failure  # provided by the worker protocol's child (edgeq/toolchains/child.py)
 
+
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # the file onnx2tf looks for in cwd
 
 

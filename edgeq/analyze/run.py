@@ -27,7 +27,7 @@ def run_analyze(request: ExportRequest) -> AnalysisReport:
     check_output_folder(out, request.force)
     backend = backend_for(recipe.target)
     options = validated_options(backend, recipe)
-    with staged_output(out, log) as staging:
+    with staged_output(out, log, request.force) as staging:
         report = _analyze(request, backend, options, staging)
         report.write(staging)
         return report

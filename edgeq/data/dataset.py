@@ -13,9 +13,9 @@ import contextlib
 import re
 from pathlib import Path
 
-import yaml
-
 from edgeq.errors import EdgeqError
+from edgeq.untrusted.safe_yaml import load_file
+from edgeq.untrusted.text import read_text
 
 DATA_FIX = "pass --data with an Ultralytics data.yaml or a folder holding images/ and labels/ (omit --data for the demo)"
 
@@ -63,10 +63,7 @@ def load_dataset(path: Path) -> Dataset:
 
 
 def _from_yaml(path: Path) -> Dataset:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise EdgeqError(f"dataset file '{path}' is not valid YAML ({str(exc).splitlines()[0]})", DATA_FIX) from None
+    raw = load_file(path, "dataset file", DATA_FIX)  # Ultralytics' own read below goes through the same loader
     if not isinstance(raw, dict):
         raise EdgeqError(f"dataset file '{path}' does not hold a mapping of keys", DATA_FIX)
     if raw.get("names") is None and "nc" not in raw:
@@ -122,7 +119,7 @@ def _from_folder(path: Path) -> Dataset:
     else:  # one flat folder: it serves every split
         locations = {"train": (images_dir,), "val": (images_dir,)}
     names_file = path / "classes.txt"
-    names = tuple(names_file.read_text().split()) if names_file.exists() else ()
+    names = tuple(read_text(names_file, "class list", DATA_FIX).split()) if names_file.exists() else ()
     return Dataset(source=path, root=path.resolve(), names=names, locations=locations)
 
 
@@ -134,7 +131,7 @@ def _list_images(location: Path, split: str, source: Path) -> list[Path]:
     if location.is_dir():
         candidates = [p for p in location.rglob("*.*") if p.is_file()]
     elif location.is_file():
-        lines = location.read_text(encoding="utf-8-sig").strip().splitlines()
+        lines = read_text(location, f"image list of split '{split}'", DATA_FIX, limit=1 << 30).strip().splitlines()
         candidates = [location.parent / line[2:] if line.startswith("./") else Path(line) for line in lines
                       if line.strip()]
     else:

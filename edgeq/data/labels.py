@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import EdgeqError
+from edgeq.untrusted.text import read_text
 
 COORDINATE_TOLERANCE = 0.01  # Ultralytics' verify_image_label accepts -0.01..1.01
 
@@ -74,7 +75,8 @@ def read_labels(image: Path, nc: int, stats: LabelStats | None = None) -> np.nda
     stats = stats if stats is not None else LabelStats()
     stats.images += 1
     path = label_path(image)
-    lines = path.read_text(encoding="utf-8-sig").splitlines() if path.is_file() else []
+    lines = read_text(path, "label file", "save it as UTF-8 'class cx cy w h' lines", limit=1 << 24).splitlines() \
+        if path.is_file() else []
     rows, kinds = [], set()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -107,6 +109,8 @@ def _parse_line(line: str, path: Path, number: int, nc: int) -> tuple[list[float
     if not values[0].is_integer() or not 0 <= values[0] < nc:
         _refuse(path, number, line, f"class id {tokens[0]} is not one of the dataset's classes 0..{nc - 1}")
     coords = np.asarray(values[1:], np.float32)
+    if not np.isfinite(coords).all():
+        _refuse(path, number, line, "coordinates must be numbers, not nan or inf")
     low, high = -COORDINATE_TOLERANCE, 1 + COORDINATE_TOLERANCE
     if coords.min() < low or coords.max() > high or (is_box and coords[2:].min() < 0):
         _refuse(path, number, line, "coordinates must be normalised to 0..1 of the image size")

@@ -3,7 +3,8 @@ standard library only.
 
     python child.py WORKER_SCRIPT JOB_JSON RESULT_JSON
 
-It refuses network connections for the whole process, loads the worker script, calls its `run(job) -> dict` and
+It refuses network connections for the whole process (edgeq's own guard, `edgeq/untrusted/network.py`, which is
+standard library only and loaded here by its path), loads the worker script, calls its `run(job) -> dict` and
 writes `{"ok": true, "result": ...}`, or `{"ok": false, "stage": ..., "detail": ...}` with the traceback in the
 log (stdout and stderr are the log). A worker script signals a failure it understands by raising
 `edgeq_worker.Failure(stage, detail)`; `edgeq_worker.log(message)` prints a line to the log.
@@ -11,10 +12,12 @@ log (stdout and stderr are the log). A worker script signals a failure it unders
 
 import importlib.util
 import json
-import socket
 import sys
 import traceback
 import types
+from pathlib import Path
+
+GUARD = Path(__file__).resolve().parents[1] / "untrusted" / "network.py"
 
 
 class Failure(Exception):
@@ -29,17 +32,11 @@ def log(message):
     print(message, flush=True)
 
 
-def _no_network():
-    """Nothing a toolchain runs may reach the network (a hidden download, a telemetry call)."""
-    connect = socket.socket.connect
-
-    def refuse(self, address, *args, **kwargs):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"edgeq: network access refused in the toolchain worker (to {address})")
-        return connect(self, address, *args, **kwargs)
-
-    socket.socket.connect = refuse
-    socket.socket.connect_ex = refuse
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _one_line(exc):
@@ -49,17 +46,14 @@ def _one_line(exc):
 
 def main(argv):
     script, job_path, result_path = argv
-    _no_network()
+    _load("edgeq_network_guard", GUARD).refuse_network()
     protocol = types.ModuleType("edgeq_worker")
     protocol.Failure, protocol.log = Failure, log
     sys.modules["edgeq_worker"] = protocol
     with open(job_path) as f:
         job = json.load(f)
     try:
-        spec = importlib.util.spec_from_file_location("edgeq_worker_script", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        outcome = {"ok": True, "result": module.run(job)}
+        outcome = {"ok": True, "result": _load("edgeq_worker_script", script).run(job)}
     except Failure as exc:
         traceback.print_exc()
         outcome = {"ok": False, "stage": exc.stage, "detail": exc.detail}

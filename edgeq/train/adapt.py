@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgeq.errors import EdgeqError
-from edgeq.intake import check_output_folder, log
-from edgeq.staging import staged_output
+from edgeq.intake import check_output_folder, log, protect_dataset
+from edgeq.staging import protect_inputs, staged_output
 from edgeq.train.device import TrainSize, resolve_device
 from edgeq.train.source import load_training_source, training_split, write_sanitized_copy
 from edgeq.train.swap import SWAPS, activation_counts, check_activation, swap_activations
@@ -109,7 +109,10 @@ def run_adapt(request: AdaptRequest) -> AdaptReport:
 
     train_images = round(len(load_dataset(train_yaml).images("train")) * request.train_fraction)
     device = resolve_device(request.device, TrainSize(train_images, request.epochs, source.imgsz), source.model)
-    with staged_output(out, log) as staging:
+    with staged_output(out, log, request.force) as staging:
+        protect_inputs(staging, held=[("model", source.path)])
+        for yaml_path in {train_yaml, eval_yaml}:
+            protect_dataset(staging, load_dataset(yaml_path))
         report = _adapt(request, source, train_yaml, eval_yaml, device, staging)
     return report
 

@@ -102,7 +102,7 @@ def run_qat(request: QatRequest) -> QatReport:
         log("no --data: fine-tuning on synthetic shapes (seed 1000); calibration and scoring on the demo's seed-0 "
             "images, as an export does")
         train_yaml = demo.demo_training_dataset(request.intake.progress)
-    with staged_output(out, log) as staging:
+    with staged_output(out, log, request.intake.force) as staging:
         report = _qat(request, backend, options, training_class, train_yaml, staging)
     if report.export_error:  # training is not lost to a failing emitter: its result is in place, then the error
         raise EdgeqError(f"the export after training failed: {report.export_error}",

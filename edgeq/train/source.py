@@ -3,7 +3,9 @@ training arguments, and a dataset with a train split.
 
 Ultralytics' trainer unpickles the checkpoints it is given in full. So edgeq never hands it the user's file:
 it reads that file weights-only (`--trust-model` opts out), then writes the loaded modules, which are only
-allow-listed Ultralytics and torch classes, into a fresh file of the run folder and trains from that copy.
+allow-listed Ultralytics and torch classes, into a fresh file of the run folder and trains from that copy. The
+trainer also rebuilds the model from the checkpoint's `model.yaml`, evaluating its activation string, so that
+config is checked like a model YAML (`edgeq.untrusted.model_yaml`) first.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def load_training_source(path: str | Path, imgsz: int | None, trust_model: bool)
     model = ckpt.get("ema") or ckpt.get("model")
     if not isinstance(model, torch.nn.Module):
         raise EdgeqError(f"'{path}' holds no model", "pass an Ultralytics detection checkpoint (.pt)")
+    if not trust_model and isinstance(getattr(model, "yaml", None), dict):
+        from edgeq.untrusted.model_yaml import check_model_config
+
+        model.yaml = check_model_config(model.yaml, f"{path} (its model.yaml)")
     head = model.model[-1] if hasattr(model, "model") else None
     if type(head).__name__ not in ("Detect", "v10Detect"):
         raise EdgeqError(f"'{path}' is not a detection model (head {type(head).__name__})",
@@ -75,12 +81,10 @@ def training_split(data_yaml: Path) -> Path:
     if data_yaml.suffix.lower() not in (".yaml", ".yml"):
         raise EdgeqError(f"dataset '{data_yaml}' is a folder without a data.yaml, so it has no train split",
                          "pass --data a data.yaml with train: and val: entries (as Roboflow exports it)")
-    import yaml
+    from edgeq.data import DATA_FIX
+    from edgeq.untrusted.safe_yaml import load_file
 
-    try:
-        entries = yaml.safe_load(data_yaml.read_text()) if data_yaml.is_file() else None
-    except yaml.YAMLError:
-        entries = None  # load_dataset words the parse error
+    entries = load_file(data_yaml, "dataset file", DATA_FIX) if data_yaml.is_file() else None
     if isinstance(entries, dict) and not entries.get("train"):
         splits = [s for s in ("val", "test") if entries.get(s)]
         raise EdgeqError(f"dataset '{data_yaml}' has no train split (it has: {', '.join(splits) or 'none'})",

@@ -120,18 +120,40 @@ def test_model_is_checked_before_any_data_work(cli, tmp_path, monkeypatch):
 
 
 def test_staging_left_by_a_killed_export_is_removed(cli, tmp_path, yolo_yaml, small_data):
+    """Under the output lock every other staging folder is stale, whether or not a process of its pid runs (pids
+    are reused; another pid namespace's are invisible). A run that is alive holds the lock, and a second run is
+    refused instead (tests/edgeq/test_staging.py)."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
     stale = tmp_path / f".out.edgeq-partial-{int(dead.stdout)}"
     (stale / "artifacts").mkdir(parents=True)
-    alive = tmp_path / f".out.edgeq-partial-{os.getppid()}"  # a concurrent export: left alone
-    alive.mkdir()
+    reused = tmp_path / f".out.edgeq-partial-{os.getppid()}"  # a live pid that holds no lock: stale as well
+    reused.mkdir()
     code, _, err = _export(cli, tmp_path, "ort-int8", model=yolo_yaml, data=small_data)
     assert code == 0, err
-    assert not stale.exists() and alive.exists() and f"removed '{stale}'" in err
+    assert not stale.exists() and not reused.exists() and f"removed '{stale}'" in err
 
 
 def test_usage_error_exit_code(cli):
     with pytest.raises(SystemExit) as exc:
         cli("export")
     assert exc.value.code == 2
+
+
+def test_a_truncated_image_is_refused_by_default_and_skipped_and_counted_on_request(cli, tmp_path, demo_pt):
+    """Issue 20, case 8: a truncated JPEG used to be scored silently (libjpeg fills the rest grey)."""
+    from edgeq.synthetic import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", train=6, val=6, imgsz=320, seed=0)
+    for split in ("train", "val"):
+        image = sorted((tmp_path / "data" / "images" / split).iterdir())[2]
+        image.write_bytes(image.read_bytes()[:-500])
+    code, _, err = _export(cli, tmp_path, "ort-int8", model=demo_pt, data=data)
+    _one_line_error(code, err, "images/train/", "is truncated (the JPEG ends before its end-of-image marker)",
+                    "--bad-images skip")
+    code, _, err = _export(cli, tmp_path, "ort-int8", "--bad-images", "skip", model=demo_pt, data=data)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["data"]["skipped_images"] == {"calibration": 1, "evaluation": 1}
+    assert report["data"]["val_images"] == 5 and report["data"]["calib_images"] == 5
+    assert err.count("edgeq: skipped: image ") == 2

@@ -165,3 +165,20 @@ def test_static_batch_4_irs_score_like_batch_1(small_data, tmp_path):
         model = ov.Core().read_model(str(out / names[name]["path"]))
         assert list(model.inputs[0].get_partial_shape().to_shape()) == [4, 3, 320, 320]
     assert {t["batch"] for t in report["throughput"] if t["artifact"] == "openvino-int8"} == {1, 4, 8}
+
+
+@pytest.mark.parametrize("damage, words", [("missing", "Empty weights"), ("truncated", "is_valid_weights_range")])
+def test_eval_of_an_ir_with_a_missing_or_truncated_bin_is_one_line(cli, tmp_path, small_data, damage, words):
+    """edgeq eval on an IR whose weights file is gone or cut (issue 20): OpenVINO's refusal, named in one line."""
+    import openvino as ov
+    from ort_testlib import tiny_conv_onnx
+
+    ov.save_model(ov.convert_model(str(tiny_conv_onnx(tmp_path / "tiny.onnx", out_channels=10))),
+                  str(tmp_path / "model.xml"))
+    weights = tmp_path / "model.bin"
+    weights.unlink() if damage == "missing" else weights.write_bytes(weights.read_bytes()[:8])
+    code, _, err = cli("eval", tmp_path / "model.xml", "--data", small_data, "--no-progress")
+    lines = [line for line in err.splitlines() if line.startswith("edgeq: error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert f"'{tmp_path / 'model.xml'}' cannot be loaded or run (RuntimeError" in lines[0] and words in lines[0]
+    assert "an IR needs its .bin" in lines[0]

@@ -87,3 +87,17 @@ def test_polygon_labels_score_like_their_box_only_copy(tmp_path, small_data, dem
         a = evaluate(runner, HeadLayout.PIXEL, detector.head, boxes, progress=False)
         b = evaluate(runner, HeadLayout.PIXEL, detector.head, polygons, progress=False)
     assert a.map50_95 > 50 and abs(a.map50_95 - b.map50_95) < 0.05 and abs(a.map50 - b.map50) < 0.05
+
+
+@pytest.mark.parametrize("line", ["0 nan 0.5 0.2 0.2", "0 0.5 0.5 0.2 NaN", "1 0.1 0.2 nan 0.25 0.3 0.6"])
+def test_nan_coordinates_are_refused_naming_the_line(tmp_path, line):
+    """NaN compares false with both bounds, so it used to pass the range check and count as an object."""
+    with pytest.raises(EdgeqError, match=r"bad label .*a.txt:1: .*not nan or inf"):
+        read_labels(_labelled(tmp_path, line + "\n"), nc=3)
+
+
+def test_a_label_file_that_is_not_utf8_is_one_line(tmp_path):
+    image = _labelled(tmp_path, None)
+    (tmp_path / "labels" / "a.txt").write_bytes(b"0 0.5 0.5 0.2 0.2 \xff\xfe\n")
+    with pytest.raises(EdgeqError, match=r"label file '.*a.txt' is not UTF-8 text \(byte 18 is 0xff\)"):
+        read_labels(image, nc=3)

@@ -29,7 +29,7 @@ def run(job):
     if mode == "sleep":
         time.sleep(60)
     if mode == "network":
-        socket.create_connection(("127.0.0.1", 9), timeout=1)
+        socket.create_connection(("10.255.255.1", 9), timeout=1)
     return {"doubled": job["value"] * 2, "python": sys.executable}
 """
 
@@ -63,7 +63,7 @@ def test_a_result_comes_back(call):
 @pytest.mark.parametrize("mode, stage, detail", [
     ("fail", "compile", "layer 7 is not supported"),
     ("exit", "convert", "exited with status 3"),
-    ("network", "convert", "network access refused in the toolchain worker"),
+    ("network", "convert", "edgeq refused a network connection to 10.255.255.1:9"),
 ])
 def test_failures_are_one_line_naming_the_kept_log(call, mode, stage, detail):
     with pytest.raises(StageError) as err:

@@ -236,7 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     recipes.add_argument("--target", help="with --schema: also the target's options.* keys")
 
     toolchains = sub.add_parser("toolchains", help="vendor toolchains that run in interpreters of their own: list, "
-                                "install", epilog=TOOLCHAINS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                "install", epilog=TOOLCHAINS_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     toolchain_sub = toolchains.add_subparsers(dest="toolchain_command", metavar="ACTION")
     install = toolchain_sub.add_parser("install", help="make a toolchain's environment under edgeq's cache")
     install.add_argument("name", help="the toolchain (`edgeq toolchains` lists them)")

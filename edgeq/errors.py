@@ -81,8 +81,8 @@ def as_user_error(exc: BaseException) -> EdgeqError | None:
     """The one-line form of an error the user's environment or files caused, or None for what must be an
     internal error (the CLI then says so, and keeps the traceback). Covered: the OS refusing a file operation
     (permissions, read-only or full file system, a file where a folder should be), edgeq's refusal of a network
-    connection, a parser error from PyYAML, running out of memory, and a model runtime (ONNX, ONNX Runtime,
-    refusing a file: ONNX, ONNX Runtime, or an installed family's runtime (its declared dependencies and tools)."""
+    connection, a parser error from PyYAML, running out of memory, and a model runtime refusing a file (ONNX,
+    ONNX Runtime, or an installed family's runtime: its declared dependencies and tools)."""
     from edgeq.untrusted.network import NetworkRefused, refused_attempts
 
     chain, link = [], exc

@@ -81,7 +81,8 @@ def _markdown(folder: Path, job: Job, shipped: list[Artifact], default: Artifact
         figure = "" if e is None or e.map50_95 is None else f"{e.map50_95:.2f}"
         drop = "" if e is None or e.drop_map50_95 is None else f"{e.drop_map50_95:.2f}"
         marker = " (default)" if a is default else ""
-        lines.append(f"| `{a.path.relative_to(folder)}`{marker} | {a.precision.label()} | {a.layout.value} | {a.status} | "
+        lines.append(f"| `{a.path.relative_to(folder)}`{marker} | {a.precision.label()} | {a.layout.value} | "
+                     f"{a.status} | "
                      f"{figure} | {drop} |")
     not_built = [a for a in shipped if a.status == "not-built"]
     copy = [default, *[a for a in shipped if a is not default and a.status == "not-built"]]

@@ -32,7 +32,8 @@ def _qdq_graph():
                       [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 6, 8, 8])], inits)
 
 
-GPU_TIES = TensorRTBackend.profiles["tensorrt"].quantization.unified  # the scheme's ties: the build's and the emulation's
+# the scheme's ties: the build's and the emulation's
+GPU_TIES = TensorRTBackend.profiles["tensorrt"].quantization.unified
 DLA_TIES = TensorRTBackend.profiles["dla"].quantization.unified
 
 

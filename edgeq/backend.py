@@ -219,7 +219,8 @@ class Job:
     primary_only: bool = False  # build only the deployable artifact (a search step or a calibration trial)
     qat_onnx: Path | None = None  # what `edgeq qat` trained, as its QuantAwareTraining.export wrote it
     plan: QuantPlan | None = None  # the scheme this job quantizes with (Backend.quant_plan, resolved once by core)
-    # ONNX graphs read once per run (path -> ModelProto), shared by the job's copies; see `graph`
+    # ONNX graphs read once per run (path -> ModelProto) and values derived from them, shared by the job's copies;
+    # see `graph` and `once`
     _graphs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def graph(self, path: Path):
@@ -230,6 +231,14 @@ class Job:
 
             self._graphs[path] = onnx.load(str(path))
         return self._graphs[path]
+
+    def once(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """`compute()` the first time `key` is asked for in this run, then the same value: what `check` and
+        `build` (and every trial build) both derive from the same graph, such as a rule report."""
+        key = ("once", *key)
+        if key not in self._graphs:
+            self._graphs[key] = compute()
+        return self._graphs[key]
 
 
 @dataclass

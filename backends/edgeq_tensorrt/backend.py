@@ -252,12 +252,10 @@ class DlaCachePipeline:
     options = DLAOptions
 
     def check(self, job: Job) -> list[Finding]:
-        from edgeq_tensorrt.dla import DLA_DROPPED_WARNING, check_onnx, check_tensorrt_for_dla
+        from edgeq_tensorrt.dla import DLA_DROPPED_WARNING, check_tensorrt_for_dla
 
         check_tensorrt_for_dla()
-        opts: DLAOptions = job.options
-        model = job.graph(_dla_source(job))
-        report = check_onnx(model, None, _fp16_layers(model, job, opts), opts.input_format)
+        report = _unscaled_placement(job)
         findings = _collapse(report.findings)
         findings.append(Finding("dla.tensorrt-version", Severity.WARNING, "model", DLA_DROPPED_WARNING,
                                 "build on JetPack 6 with its TensorRT 10.x"))
@@ -273,9 +271,9 @@ class DlaCachePipeline:
         source = _dla_source(job)
         model = job.graph(source)  # read-only here: the emulation and the emitters copy what they change
         fp16 = _fp16_layers(model, job, opts)
+        job.fallback.enforce(_unscaled_placement(job).findings)  # before calibration; the same report `check` made
         calibration = self._calibrate(job, source, model, work)
-        # the rules again, now with the scales (unequal Concat scales move layers off the DLA); `check` ran them
-        # without, before calibration
+        # the rules again, now with the scales (unequal Concat scales move layers off the DLA)
         report = check_onnx(model, calibration.scales, fp16, opts.input_format)
         job.fallback.enforce(report.findings)
         out = job.staging / job.target
@@ -440,6 +438,16 @@ def _qat_full(job: Job, work: Path) -> Path:
     path = work / "qat-full.onnx"
     onnx.save(attach_head(onnx.load(str(job.qat_onnx)), job.head, HeadLayout.PIXEL), str(path))
     return path
+
+
+def _unscaled_placement(job: Job):
+    """The DLA rule table on the graph before calibration (no scales yet), once per run and set of FP16 layers."""
+    from edgeq_tensorrt.dla import check_onnx
+
+    model = job.graph(_dla_source(job))
+    fp16 = _fp16_layers(model, job, job.options)
+    return job.once(("dla-placement", _dla_source(job), tuple(fp16), job.options.input_format),
+                    lambda: check_onnx(model, None, fp16, job.options.input_format))
 
 
 def _dla_source(job: Job) -> Path:

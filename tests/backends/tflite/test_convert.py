@@ -32,7 +32,7 @@ def test_two_artifacts_with_companions_and_no_leftovers(built) -> None:
     for granularity, a in arts.items():
         assert a.name == f"tflite-int8-detached-{granularity}" and a.path.exists()
         assert a.status == "measured" and a.measure_latency and a.layout is HeadLayout.DETACHED
-        assert a.precision == "int8+fp32-head"
+        assert a.precision.label() == "int8+fp32-head"
         head_json, ops_md = a.companions[:2]
         assert HeadSpec.from_json(head_json) == job.head
         assert "decode_detached" in a.note and head_json.name in a.note

@@ -7,13 +7,16 @@ Every image is a pure function of ``(seed, split, index, imgsz)``: its generator
 ``numpy.random.default_rng([seed, split_id, index])``, so regenerating a dataset gives identical bytes, a
 larger dataset is a superset of a smaller one with the same seed, and ``val`` never repeats a ``train``
 image. Boxes are the tight axis-aligned boxes of each shape's drawn pixels, clipped to the image.
+
+``generate_dataset`` writes any renderer of that signature (``render=``, ``class_names=``): the benchmark's
+second generator (scripts/shapes_v2.py) is written by the same code.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -192,6 +195,7 @@ def _pick_colour(rng: np.random.Generator, local: np.ndarray) -> np.ndarray:
 
 
 Box = tuple[int, int, int, int, int]  # (cls, x0, y0, x1, y1) in pixels, x1/y1 exclusive
+Renderer = Callable[[int, str, int, int], tuple[np.ndarray, list[Box]]]  # (seed, split, index, imgsz) -> sample
 
 
 def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> tuple[np.ndarray, list[Box]]:
@@ -261,9 +265,12 @@ def _label_text(objects: list[Box], imgsz: int) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _write_one(job: tuple[Path, int, str, int, int]) -> None:
-    root, seed, split, index, imgsz = job
-    img, objects = render_sample(seed, split, index, imgsz)
+_Job = tuple[Path, int, str, int, int, Renderer]
+
+
+def _write_one(job: _Job) -> None:
+    root, seed, split, index, imgsz, render = job
+    img, objects = render(seed, split, index, imgsz)
     stem = f"{split}_{index:06d}"
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -272,7 +279,7 @@ def _write_one(job: tuple[Path, int, str, int, int]) -> None:
     (root / "labels" / split / f"{stem}.txt").write_text(_label_text(objects, imgsz))
 
 
-def _run(jobs: list[tuple[Path, int, str, int, int]]) -> Iterator[None]:
+def _run(jobs: list[_Job]) -> Iterator[None]:
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 16)
     if workers < 2 or len(jobs) < 200:
         for job in jobs:
@@ -285,15 +292,26 @@ def _run(jobs: list[tuple[Path, int, str, int, int]]) -> Iterator[None]:
 
 
 def generate_dataset(
-    root: Path, *, train: int, val: int, imgsz: int = 320, seed: int = 0, progress: bool = False
+    root: Path,
+    *,
+    train: int,
+    val: int,
+    imgsz: int = 320,
+    seed: int = 0,
+    progress: bool = False,
+    render: Renderer = render_sample,
+    class_names: Sequence[str] = CLASS_NAMES,
+    title: str = "edgeq synthetic shapes",
 ) -> Path:
     """Write ``train`` + ``val`` synthetic images and YOLO labels under ``root``; return ``root/data.yaml``.
 
     Layout: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt`` and ``root/data.yaml``.
     Files a previous, larger generation left behind are removed, as is Ultralytics' label cache.
+    ``render`` draws each image (a module-level function, so worker processes can pickle it by name) and
+    ``class_names`` names its classes in data.yaml; ``title`` heads data.yaml's comment.
     """
     root = Path(root).resolve()
-    jobs: list[tuple[Path, int, str, int, int]] = []
+    jobs: list[_Job] = []
     for split, count in (("train", int(train)), ("val", int(val))):
         if count < 0:
             raise ValueError(f"{split} count must be >= 0, got {count}")
@@ -306,7 +324,7 @@ def generate_dataset(
                 if f.stem not in keep:
                     f.unlink()
         (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
-        jobs += [(root, int(seed), split, i, int(imgsz)) for i in range(count)]
+        jobs += [(root, int(seed), split, i, int(imgsz), render) for i in range(count)]
 
     it = _run(jobs)
     if progress:
@@ -316,12 +334,12 @@ def generate_dataset(
     for _ in it:
         pass
 
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(class_names))
     yaml_path = root / "data.yaml"
     # Ultralytics resolves a relative `path` against the working directory, not the yaml's folder, so the
     # dataset root is written absolute.
     yaml_path.write_text(
-        f"# edgeq synthetic shapes: seed {seed}, imgsz {imgsz}, {train} train / {val} val images\n"
-        f"path: {root.as_posix()}\ntrain: images/train\nval: images/val\nnc: {len(CLASS_NAMES)}\nnames:\n{names}\n"
+        f"# {title}: seed {seed}, imgsz {imgsz}, {train} train / {val} val images\n"
+        f"path: {root.as_posix()}\ntrain: images/train\nval: images/val\nnc: {len(class_names)}\nnames:\n{names}\n"
     )
     return yaml_path

@@ -27,9 +27,10 @@ the train split, pick best.pt on val (Ultralytics' default) and are scored on va
 
 Nothing is downloaded: no pretrained weights, no plot fonts (plots=False; edgeq's training environment, as for
 `edgeq adapt`), and no AMP check model: Ultralytics' check_amp compares a downloaded yolo26n.pt in FP32 and AMP,
-which offline fails; a job with amp=True has it replaced by its device rule alone (AMP on CUDA only). Ultralytics
-imports polars only to copy results.csv into the checkpoint; where polars is missing (the GPU machine), a
-stand-in that makes that step store nothing is registered, and nothing else changes.
+which offline cannot run; a job with amp=True has it replaced by its device rule alone (AMP on CUDA only), so the
+recipe does not depend on how the download fails. Ultralytics imports polars only to copy results.csv into the
+checkpoint; where polars is missing (the GPU machine), a stand-in that makes that step store nothing is
+registered, and nothing else changes.
 
     python scripts/train_models.py --jobs shapes2-yolo26n-a hardhat-yolo11n --hours 0.12 --device 0 \\
         --hardhat ../shared/datasets/hardhat/data.yaml --workdir /tmp/edgeq-train --out /tmp/models
@@ -148,8 +149,10 @@ def resolved(name: str, args: argparse.Namespace) -> TrainJob:
 
 def _amp_check_offline(model) -> bool:
     """Stands in for Ultralytics' check_amp, which runs a downloaded yolo26n.pt in FP32 and AMP and compares
-    them: offline, its download raises an error check_amp does not catch. Kept: its device rule (AMP on CUDA
-    only, as on the H200); skipped: the comparison."""
+    them. Offline it cannot: under YOLO_OFFLINE 8.4.190 raises ConnectionError at once, which check_amp catches
+    and keeps AMP on (seen here), but any other failure of the download (a machine that reaches nothing, a
+    partial file) ends in an error it does not catch or in AMP turned off, and the job would silently train
+    another recipe. Kept: its device rule (AMP on CUDA only, as on the H200); skipped: the download."""
     device = next(model.parameters()).device
     print(f"AMP: Ultralytics' check_amp replaced (offline): AMP {'on' if device.type == 'cuda' else 'off'} on "
           f"{device}", flush=True)

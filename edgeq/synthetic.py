@@ -181,6 +181,34 @@ def _iou_ioa(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tupl
     return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
 
 
+def _placement(
+    mask: np.ndarray,
+    objects: list[Box],
+    owner: np.ndarray,
+    visible: list[int],
+    areas: list[int],
+    *,
+    iou_max: float,
+    ioa_max: float,
+    visible_min: float,
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """Whether a drawn shape may join the image: (its box, its solid pixels inside the box, the pixels each
+    earlier object would lose under it), or None when it is under 4 px, overlaps an earlier box too much, or
+    would leave an earlier shape less than ``visible_min`` of its pixels. ``owner`` maps each pixel to the
+    object on top (-1: none)."""
+    box = _box_of(mask)
+    if box is None or min(box[2] - box[0], box[3] - box[1]) < 4:
+        return None
+    if any(iou > iou_max or ioa > ioa_max for iou, ioa in (_iou_ioa(box, o[1:]) for o in objects)):
+        return None
+    x0, y0, x1, y1 = box
+    solid = mask[y0:y1, x0:x1] >= 128
+    lost = np.bincount(owner[y0:y1, x0:x1][solid].astype(np.int64) + 1, minlength=len(objects) + 1)[1:]
+    if objects and np.any(np.asarray(visible) - lost < visible_min * np.asarray(areas)):
+        return None
+    return box, solid, lost
+
+
 def _pick_colour(rng: np.random.Generator, local: np.ndarray) -> np.ndarray:
     """A random colour that stands out from the local background mean (best of a few draws)."""
     best, best_d = None, -1.0
@@ -221,18 +249,11 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         cx = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         cy = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         mask = _draw_shape_mask(cls, cx, cy, size, rng, s)
-        box = _box_of(mask)
-        if box is None or min(box[2] - box[0], box[3] - box[1]) < 4:
+        placed = _placement(mask, objects, owner, visible, areas, iou_max=_IOU_MAX, ioa_max=_IOA_MAX,
+                            visible_min=_VISIBLE_MIN)
+        if placed is None:
             continue
-        overlaps = [_iou_ioa(box, o[1:]) for o in objects]
-        if any(iou > _IOU_MAX or ioa > _IOA_MAX for iou, ioa in overlaps):
-            continue
-        x0, y0, x1, y1 = box
-        solid = mask[y0:y1, x0:x1] >= 128
-        owner_roi = owner[y0:y1, x0:x1]
-        lost = np.bincount(owner_roi[solid].astype(np.int64) + 1, minlength=len(objects) + 1)[1:]
-        if objects and np.any(np.asarray(visible) - lost < _VISIBLE_MIN * np.asarray(areas)):
-            continue
+        (x0, y0, x1, y1), solid, lost = placed
         roi = img[y0:y1, x0:x1]
         outside = mask[y0:y1, x0:x1] < 128
         local = roi[outside].mean(axis=0) if outside.any() else roi.mean(axis=(0, 1))
@@ -241,7 +262,7 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         alpha = (mask[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]
         shade = 1.0 + float(rng.uniform(-0.15, 0.15)) * np.linspace(-1, 1, x1 - x0, dtype=np.float32)[None, :, None]
         roi[:] = roi * (1 - alpha) + np.clip(colour * shade, 0, 255) * alpha
-        owner_roi[solid] = len(objects)
+        owner[y0:y1, x0:x1][solid] = len(objects)
         visible = [v - int(n) for v, n in zip(visible, lost)] + [int(solid.sum())]
         areas.append(visible[-1])
         objects.append((cls, x0, y0, x1, y1))

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, edgeq not installed
 
-from edgeq.synthetic import SPLITS, Box, _box_of, _iou_ioa, _noise, _rot, generate_dataset
+from edgeq.synthetic import SPLITS, Box, _noise, _placement, _rot, generate_dataset
 
 CLASS_NAMES: tuple[str, ...] = ("disc", "bar", "pentagon", "arrow", "crescent", "diamond")
 TITLE = "shapes_v2 (scripts/shapes_v2.py)"
@@ -263,22 +263,18 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         cx = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         cy = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         mask = _shape_mask(cls, cx, cy, size, rng, s)
-        box = _box_of(mask)
-        if box is None or min(box[2] - box[0], box[3] - box[1]) < 4 or max(box[2] - box[0], box[3] - box[1]) < 8:
+        placed = _placement(mask, objects, owner, visible, areas, iou_max=_IOU_MAX, ioa_max=_IOA_MAX,
+                            visible_min=_VISIBLE_MIN)
+        if placed is None:
             continue
-        if any(iou > _IOU_MAX or ioa > _IOA_MAX for iou, ioa in (_iou_ioa(box, o[1:]) for o in objects)):
-            continue
-        x0, y0, x1, y1 = box
-        solid = mask[y0:y1, x0:x1] >= 128
-        owner_roi = owner[y0:y1, x0:x1]
-        lost = np.bincount(owner_roi[solid].astype(np.int64) + 1, minlength=len(objects) + 1)[1:]
-        if objects and np.any(np.asarray(visible) - lost < _VISIBLE_MIN * np.asarray(areas)):
+        (x0, y0, x1, y1), solid, lost = placed
+        if max(x1 - x0, y1 - y0) < 8:  # too small to tell the class
             continue
         roi = img[y0:y1, x0:x1]
         outside = ~solid
         local = roi[outside].mean(axis=0) if outside.any() else roi.mean(axis=(0, 1))
         _paint(roi, (mask[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None], _object_colour(rng, local), rng)
-        owner_roi[solid] = len(objects)
+        owner[y0:y1, x0:x1][solid] = len(objects)
         visible = [v - int(n) for v, n in zip(visible, lost)] + [int(solid.sum())]
         areas.append(visible[-1])
         objects.append((cls, x0, y0, x1, y1))

@@ -7,13 +7,16 @@ Every image is a pure function of ``(seed, split, index, imgsz)``: its generator
 ``numpy.random.default_rng([seed, split_id, index])``, so regenerating a dataset gives identical bytes, a
 larger dataset is a superset of a smaller one with the same seed, and ``val`` never repeats a ``train``
 image. Boxes are the tight axis-aligned boxes of each shape's drawn pixels, clipped to the image.
+
+``generate_dataset`` writes any renderer of that signature (``render=``, ``class_names=``): the benchmark's
+second generator (scripts/shapes_v2.py) is written by the same code.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -178,6 +181,34 @@ def _iou_ioa(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tupl
     return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
 
 
+def _placement(
+    mask: np.ndarray,
+    objects: list[Box],
+    owner: np.ndarray,
+    visible: list[int],
+    areas: list[int],
+    *,
+    iou_max: float,
+    ioa_max: float,
+    visible_min: float,
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """Whether a drawn shape may join the image: (its box, its solid pixels inside the box, the pixels each
+    earlier object would lose under it), or None when it is under 4 px, overlaps an earlier box too much, or
+    would leave an earlier shape less than ``visible_min`` of its pixels. ``owner`` maps each pixel to the
+    object on top (-1: none)."""
+    box = _box_of(mask)
+    if box is None or min(box[2] - box[0], box[3] - box[1]) < 4:
+        return None
+    if any(iou > iou_max or ioa > ioa_max for iou, ioa in (_iou_ioa(box, o[1:]) for o in objects)):
+        return None
+    x0, y0, x1, y1 = box
+    solid = mask[y0:y1, x0:x1] >= 128
+    lost = np.bincount(owner[y0:y1, x0:x1][solid].astype(np.int64) + 1, minlength=len(objects) + 1)[1:]
+    if objects and np.any(np.asarray(visible) - lost < visible_min * np.asarray(areas)):
+        return None
+    return box, solid, lost
+
+
 def _pick_colour(rng: np.random.Generator, local: np.ndarray) -> np.ndarray:
     """A random colour that stands out from the local background mean (best of a few draws)."""
     best, best_d = None, -1.0
@@ -192,6 +223,7 @@ def _pick_colour(rng: np.random.Generator, local: np.ndarray) -> np.ndarray:
 
 
 Box = tuple[int, int, int, int, int]  # (cls, x0, y0, x1, y1) in pixels, x1/y1 exclusive
+Renderer = Callable[[int, str, int, int], tuple[np.ndarray, list[Box]]]  # (seed, split, index, imgsz) -> sample
 
 
 def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> tuple[np.ndarray, list[Box]]:
@@ -217,18 +249,11 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         cx = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         cy = float(rng.uniform(size / 2 - over, s - size / 2 + over))
         mask = _draw_shape_mask(cls, cx, cy, size, rng, s)
-        box = _box_of(mask)
-        if box is None or min(box[2] - box[0], box[3] - box[1]) < 4:
+        placed = _placement(mask, objects, owner, visible, areas, iou_max=_IOU_MAX, ioa_max=_IOA_MAX,
+                            visible_min=_VISIBLE_MIN)
+        if placed is None:
             continue
-        overlaps = [_iou_ioa(box, o[1:]) for o in objects]
-        if any(iou > _IOU_MAX or ioa > _IOA_MAX for iou, ioa in overlaps):
-            continue
-        x0, y0, x1, y1 = box
-        solid = mask[y0:y1, x0:x1] >= 128
-        owner_roi = owner[y0:y1, x0:x1]
-        lost = np.bincount(owner_roi[solid].astype(np.int64) + 1, minlength=len(objects) + 1)[1:]
-        if objects and np.any(np.asarray(visible) - lost < _VISIBLE_MIN * np.asarray(areas)):
-            continue
+        (x0, y0, x1, y1), solid, lost = placed
         roi = img[y0:y1, x0:x1]
         outside = mask[y0:y1, x0:x1] < 128
         local = roi[outside].mean(axis=0) if outside.any() else roi.mean(axis=(0, 1))
@@ -237,7 +262,7 @@ def render_sample(seed: int, split: str | int, index: int, imgsz: int = 320) -> 
         alpha = (mask[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]
         shade = 1.0 + float(rng.uniform(-0.15, 0.15)) * np.linspace(-1, 1, x1 - x0, dtype=np.float32)[None, :, None]
         roi[:] = roi * (1 - alpha) + np.clip(colour * shade, 0, 255) * alpha
-        owner_roi[solid] = len(objects)
+        owner[y0:y1, x0:x1][solid] = len(objects)
         visible = [v - int(n) for v, n in zip(visible, lost)] + [int(solid.sum())]
         areas.append(visible[-1])
         objects.append((cls, x0, y0, x1, y1))
@@ -261,9 +286,12 @@ def _label_text(objects: list[Box], imgsz: int) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _write_one(job: tuple[Path, int, str, int, int]) -> None:
-    root, seed, split, index, imgsz = job
-    img, objects = render_sample(seed, split, index, imgsz)
+_Job = tuple[Path, int, str, int, int, Renderer]
+
+
+def _write_one(job: _Job) -> None:
+    root, seed, split, index, imgsz, render = job
+    img, objects = render(seed, split, index, imgsz)
     stem = f"{split}_{index:06d}"
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -272,7 +300,7 @@ def _write_one(job: tuple[Path, int, str, int, int]) -> None:
     (root / "labels" / split / f"{stem}.txt").write_text(_label_text(objects, imgsz))
 
 
-def _run(jobs: list[tuple[Path, int, str, int, int]]) -> Iterator[None]:
+def _run(jobs: list[_Job]) -> Iterator[None]:
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 16)
     if workers < 2 or len(jobs) < 200:
         for job in jobs:
@@ -285,15 +313,26 @@ def _run(jobs: list[tuple[Path, int, str, int, int]]) -> Iterator[None]:
 
 
 def generate_dataset(
-    root: Path, *, train: int, val: int, imgsz: int = 320, seed: int = 0, progress: bool = False
+    root: Path,
+    *,
+    train: int,
+    val: int,
+    imgsz: int = 320,
+    seed: int = 0,
+    progress: bool = False,
+    render: Renderer = render_sample,
+    class_names: Sequence[str] = CLASS_NAMES,
+    title: str = "edgeq synthetic shapes",
 ) -> Path:
     """Write ``train`` + ``val`` synthetic images and YOLO labels under ``root``; return ``root/data.yaml``.
 
     Layout: ``root/images/{train,val}/*.jpg``, ``root/labels/{train,val}/*.txt`` and ``root/data.yaml``.
     Files a previous, larger generation left behind are removed, as is Ultralytics' label cache.
+    ``render`` draws each image (a module-level function, so worker processes can pickle it by name) and
+    ``class_names`` names its classes in data.yaml; ``title`` heads data.yaml's comment.
     """
     root = Path(root).resolve()
-    jobs: list[tuple[Path, int, str, int, int]] = []
+    jobs: list[_Job] = []
     for split, count in (("train", int(train)), ("val", int(val))):
         if count < 0:
             raise ValueError(f"{split} count must be >= 0, got {count}")
@@ -306,7 +345,7 @@ def generate_dataset(
                 if f.stem not in keep:
                     f.unlink()
         (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
-        jobs += [(root, int(seed), split, i, int(imgsz)) for i in range(count)]
+        jobs += [(root, int(seed), split, i, int(imgsz), render) for i in range(count)]
 
     it = _run(jobs)
     if progress:
@@ -316,12 +355,12 @@ def generate_dataset(
     for _ in it:
         pass
 
-    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASS_NAMES))
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(class_names))
     yaml_path = root / "data.yaml"
     # Ultralytics resolves a relative `path` against the working directory, not the yaml's folder, so the
     # dataset root is written absolute.
     yaml_path.write_text(
-        f"# edgeq synthetic shapes: seed {seed}, imgsz {imgsz}, {train} train / {val} val images\n"
-        f"path: {root.as_posix()}\ntrain: images/train\nval: images/val\nnc: {len(CLASS_NAMES)}\nnames:\n{names}\n"
+        f"# {title}: seed {seed}, imgsz {imgsz}, {train} train / {val} val images\n"
+        f"path: {root.as_posix()}\ntrain: images/train\nval: images/val\nnc: {len(class_names)}\nnames:\n{names}\n"
     )
     return yaml_path

@@ -1,8 +1,9 @@
 """The conditions Ultralytics' trainer runs under inside edgeq: offline, no font downloads, without polars where it
 is missing (Ultralytics imports it only to copy results.csv into the checkpoint), and without torchvision where
 torchvision cannot be imported (a build for another torch: its C++ ops fail to register). Ultralytics' validator
-imports torchvision only so its import time is not counted, and its NMS uses its own torch implementation when
-torchvision is not loaded, which is what edgeq's evaluation does too."""
+imports torchvision only so its import time is not counted, AutoBackend's warmup (Ultralytics' own scoring of a
+checkpoint, as scripts/train_models.py runs it) only to switch its NMS to torchvision's, and that NMS uses its own
+torch implementation when torchvision is not loaded, which is what edgeq's evaluation does too."""
 
 from __future__ import annotations
 
@@ -28,17 +29,19 @@ def training_environment(work: Path) -> Iterator[None]:
     for module, name, _ in originals:
         setattr(module, name, lambda *args, **kwargs: None)  # the plot font is a download; edgeq plots nothing
     from ultralytics.engine import validator
+    from ultralytics.nn import autobackend
 
-    validator_init = validator.BaseValidator.__init__
+    validator_init, warmup = validator.BaseValidator.__init__, autobackend.AutoBackend.warmup
     if not _torchvision_loads():
         validator.BaseValidator.__init__ = _without_torchvision(validator_init)
+        autobackend.AutoBackend.warmup = _without_torchvision(warmup)
     work.mkdir(parents=True, exist_ok=True)
     try:
         yield
     finally:
         for module, name, original in originals:
             setattr(module, name, original)
-        validator.BaseValidator.__init__ = validator_init
+        validator.BaseValidator.__init__, autobackend.AutoBackend.warmup = validator_init, warmup
 
 
 def _torchvision_loads() -> bool:
@@ -49,14 +52,15 @@ def _torchvision_loads() -> bool:
     return True
 
 
-def _without_torchvision(init):
-    """The validator's constructor with its bare `import torchvision` answered by a placeholder that is removed
-    again at once, so nothing later (Ultralytics' NMS checks sys.modules) mistakes it for the real package."""
+def _without_torchvision(method):
+    """`method` (the validator's constructor, AutoBackend's warmup) with its bare `import torchvision` answered by
+    a placeholder that is removed again at once, so nothing later (Ultralytics' NMS checks sys.modules) mistakes
+    it for the real package."""
 
     def wrapped(self, *args, **kwargs):
         sys.modules["torchvision"] = types.ModuleType("torchvision")
         try:
-            init(self, *args, **kwargs)
+            return method(self, *args, **kwargs)
         finally:
             sys.modules.pop("torchvision", None)
 

@@ -111,3 +111,17 @@ def test_render_is_pure() -> None:
     a = render_sample(7, "val", 11, 128)
     b = render_sample(7, "val", 11, 128)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+
+
+def _one_box(seed: int, split: str, index: int, imgsz: int) -> tuple[np.ndarray, list]:
+    return np.full((imgsz, imgsz, 3), 127, np.uint8), [(1, 2, 2, 10, 12)]
+
+
+def test_another_renderer_is_written_with_its_class_names(tmp_path: Path) -> None:
+    data_yaml = generate_dataset(tmp_path, train=2, val=1, imgsz=32, seed=4, render=_one_box,
+                                 class_names=("a", "b"), title="other shapes")
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["names"] == {0: "a", 1: "b"} and data["nc"] == 2
+    assert data_yaml.read_text().startswith("# other shapes: seed 4")
+    assert (tmp_path / "labels" / "val" / "val_000000.txt").read_text() == "1 0.187500 0.218750 0.250000 0.312500\n"
+    assert len(list((tmp_path / "images" / "train").glob("*.jpg"))) == 2

@@ -182,3 +182,27 @@ def test_eval_of_an_ir_with_a_missing_or_truncated_bin_is_one_line(cli, tmp_path
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert f"'{tmp_path / 'model.xml'}' cannot be loaded or run (RuntimeError" in lines[0] and words in lines[0]
     assert "an IR needs its .bin" in lines[0]
+
+
+def test_concat_inputs_share_one_quantizer_range_as_the_scheme_says(demo_export):
+    """NNCF ties Concat's inputs (the scheme's `unified` row the emulation uses): every FakeQuantize feeding one
+    Concat of the INT8 IR has the same range."""
+    import numpy as np
+    import openvino as ov
+
+    out, report = demo_export
+    model = ov.Core().read_model(str(out / next(a["path"] for a in report["artifacts"] if a["name"] == "openvino-int8")))
+    checked = 0
+    for op in model.get_ops():
+        if op.get_type_name() != "Concat":
+            continue
+        ranges = set()
+        for value in op.inputs():
+            producer = value.get_source_output().get_node()
+            if producer.get_type_name() == "FakeQuantize":
+                low, high = (producer.input_value(i).get_node().get_data() for i in (1, 2))
+                ranges.add((float(np.min(low)), float(np.max(high))))
+        if len(ranges) > 0:
+            assert len(ranges) == 1, (op.get_friendly_name(), ranges)
+            checked += 1
+    assert checked > 3

@@ -56,6 +56,7 @@ class LayerInfo:
     activation_inputs: tuple[str, ...]  # float tensors (not constants) that the scheme quantizes for this layer
     weight: str | None  # the constant weight a weighted op quantizes
     in_head: bool
+    activation_outputs: tuple[str, ...] = ()  # its outputs, where the scheme quantizes this op's outputs too
 
 
 class QuantGraph:
@@ -85,8 +86,9 @@ class QuantGraph:
             acts = tuple(t for k, t in enumerate(node.input)
                          if t and t not in consts and t not in inside_silu and (k == 0 or node.op_type not in WEIGHTED)
                          and getattr(infos.get(t), "dtype", None) in _FLOAT)
+            outs = tuple(o for o in node.output if o) if node.op_type in scheme.outputs else ()
             if acts or weight:
-                self.layers[name] = LayerInfo(name, node.op_type, acts, weight, name.startswith(HEAD_PREFIX))
+                self.layers[name] = LayerInfo(name, node.op_type, acts, weight, name.startswith(HEAD_PREFIX), outs)
         # tensor -> the quantized tensors it shares one range with. The decode head's own ties are left out, as
         # the TensorRT build leaves them out (its head stays float; elsewhere an in-graph head is a comparison)
         quantized = set(self.activation_tensors())
@@ -107,7 +109,7 @@ class QuantGraph:
         return [n for n, info in self.layers.items() if n not in kept and (head_quantized or not info.in_head)]
 
     def activation_tensors(self) -> list[str]:
-        return sorted({t for info in self.layers.values() for t in info.activation_inputs})
+        return sorted({t for info in self.layers.values() for t in (*info.activation_inputs, *info.activation_outputs)})
 
 
 def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable[str]):
@@ -125,23 +127,27 @@ def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable
     fq_names: dict[tuple[str, float, float], str] = {}
     qdtype = np.int8 if scheme.symmetric else np.uint8
 
+    def qdq(source: str, target: str, r: Range) -> list:
+        """Q/DQ nodes rounding `source` to INT8 with range `r`, writing `target`."""
+        scale, zero = r.qparams(scheme.symmetric)
+        new_inits.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{target}_scale"),
+                          numpy_helper.from_array(np.array(zero, qdtype), f"{target}_zero")])
+        return [helper.make_node("QuantizeLinear", [source, f"{target}_scale", f"{target}_zero"], [f"{target}_q"],
+                                 name=f"{target}_Q"),
+                helper.make_node("DequantizeLinear", [f"{target}_q", f"{target}_scale", f"{target}_zero"], [target],
+                                 name=f"{target}_DQ")]
+
     def fq(t: str, r: Range) -> str:
         key = (t, r.lo, r.hi)
         if key not in fq_names:
-            scale, zero = r.qparams(scheme.symmetric)
-            base = f"{t}_fq{len(fq_names)}"
-            new_inits.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{base}_scale"),
-                              numpy_helper.from_array(np.array(zero, qdtype), f"{base}_zero")])
-            new_nodes.append(helper.make_node("QuantizeLinear", [t, f"{base}_scale", f"{base}_zero"], [f"{base}_q"],
-                                              name=f"{base}_Q"))
-            new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zero"],
-                                              [base], name=f"{base}_DQ"))
-            fq_names[key] = base
+            fq_names[key] = f"{t}_fq{len(fq_names)}"
+            new_nodes.extend(qdq(t, fq_names[key], r))
         return fq_names[key]
 
     for i, node in enumerate(list(graph.node)):
         name = node.name or f"{node.op_type}_{i}"
         info = chosen.get(name)
+        after = []  # Q/DQ on outputs the op writes in INT8, placed after it under the outputs' own names
         if info is not None:
             node = onnx.NodeProto.FromString(node.SerializeToString())
             acts = [t for t in info.activation_inputs if t in ranges]
@@ -149,12 +155,16 @@ def fake_quant(qgraph: QuantGraph, ranges: Mapping[str, Range], layers: Iterable
             for k, t in enumerate(node.input):
                 if t in rewired:
                     node.input[k] = rewired[t]
+            for k, t in enumerate(node.output):
+                if t in info.activation_outputs and t in ranges:
+                    node.output[k] = f"{t}_unquantized"
+                    after += qdq(node.output[k], t, _shared_range(qgraph, ranges, t))
             if info.weight is not None:
                 w = numpy_helper.to_array(weights[info.weight]).astype(np.float32)
                 qname = f"{info.weight}_fq_{name}"
                 new_inits.append(numpy_helper.from_array(quantize_weight(w, scheme.weights), qname))
                 node.input[1] = qname
-        new_nodes.append(node)
+        new_nodes += [node, *after]
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)

@@ -108,6 +108,9 @@ class QuantScheme(BaseModel):
     # op types whose float activation inputs are quantized; ["*"]: every op (full-integer targets)
     ops: tuple[str, ...]
     fused_silu: bool = True  # SiLU (x * sigmoid(x)) runs as one op: nothing inside it is stored in INT8
+    # op types whose outputs are quantized too (ONNX Runtime's QDQ quantizer puts a Q/DQ after each Conv, so its
+    # integer kernel writes INT8); empty: only inputs are quantized, as NNCF and ModelOpt do
+    outputs: tuple[str, ...] = ()
     # which tensors share one scale (no requantization between them); Concat's inputs and output everywhere
     unified: tuple[ScaleTie, ...] = (ScaleTie(ops=("Concat",), tie="all"),)
     # the layers a sensitivity sweep ranks (and the search may keep in higher precision)

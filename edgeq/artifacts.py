@@ -18,9 +18,11 @@ from edgeq.head import OUTPUT_NAME, HeadLayout, HeadSpec
 from edgeq.runners import Runner
 
 
-def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path | None,
+def open_any(path: Path, layout: HeadLayout | None, imgsz: int | None, head_json: Path | None,
              dataset: Dataset, trust_model: bool = False) -> tuple[Runner, HeadSpec, HeadLayout]:
-    """A runner for the file, the head spec to decode its outputs with, and the layout of those outputs."""
+    """A runner for the file, the head spec to decode its outputs with, and the layout of those outputs (None:
+    told apart from the file: selected detections by their (1, k, 6) shape, boxes normalized to 0..1 by their
+    range on a blank image, where pixel boxes reach the input size)."""
     if not path.exists():
         raise EdgeqError(f"artifact '{path}' does not exist", "pass the path of an exported model")
     suffix = path.suffix.lower()
@@ -65,6 +67,8 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
                              "(1, k, 6) detections", "evaluate a detector exported by edgeq or `yolo export`")
         if decoded.shape[2] == 6 and decoded.shape[1] != 6:  # (1, k, 6): already selected
             layout = HeadLayout.SELECTED
+        elif layout is None:  # on a blank image the anchors still span the input: pixel boxes reach imgsz
+            layout = HeadLayout.NORMALIZED if float(np.abs(decoded[:, :4]).max()) <= 2.0 else HeadLayout.PIXEL
         if layout is HeadLayout.SELECTED:
             if not dataset.names:
                 raise EdgeqError(f"'{path.name}' outputs selected detections, which do not tell the class count",
@@ -77,7 +81,32 @@ def open_any(path: Path, layout: HeadLayout, imgsz: int | None, head_json: Path 
                              "evaluate with the dataset the model was trained on")
         head = HeadSpec(nc=nc, reg_max=16, strides=(8, 16, 32), imgsz=imgsz, names=dataset.names or
                         tuple(str(i) for i in range(nc)))
+        if OUTPUT_NAME not in out:  # one decoded output under another name (a LiteRT signature's output_0)
+            runner = _OneOutput(runner)
     return runner, head, layout
+
+
+class _OneOutput(Runner):
+    """A runner whose single decoded output gets the canonical name the decoder reads (`output0`)."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__(inner.path)
+        self.inner = inner
+
+    def load(self) -> None:
+        self.inner.load()
+        self.runtime, self.input_shape = self.inner.runtime, self.inner.input_shape
+
+    def infer(self, images):
+        (value,) = self.inner.infer(images).values()
+        return {OUTPUT_NAME: value}
+
+    def resize(self, batch: int) -> None:
+        self.inner.resize(batch)
+        self.input_shape = self.inner.input_shape
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @contextlib.contextmanager

@@ -219,10 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--imgsz", type=int, help="input size (default: read from the artifact, else 640)")
     evaluate.add_argument("--split", default="val")
     evaluate.add_argument("--val-images", type=int, default=300)
-    evaluate.add_argument("--layout", choices=["pixel", "normalized", "detached", "selected"], default="pixel",
-                          help="what the outputs hold: decoded boxes in pixels (yolo export), normalized, raw "
-                               "per-scale logits (needs --head-json), or detections already selected (1, k, 6) "
-                               "(yolo export nms=False; recognised by its shape)")
+    evaluate.add_argument("--layout", choices=["pixel", "normalized", "detached", "selected"],
+                          help="what the outputs hold (default: told apart from the file): decoded boxes in pixels "
+                               "(yolo export to ONNX/OpenVINO), normalized to 0..1 (yolo export to LiteRT / TFLite), "
+                               "raw per-scale logits (needs --head-json), or detections already selected (1, k, 6) "
+                               "(yolo export nms=False)")
     evaluate.add_argument("--head-json", type=Path, help="head parameters shipped beside a detached artifact")
     evaluate.add_argument("--latency-runs", type=int, default=0, help="also time N runs (median)")
     evaluate.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
@@ -458,7 +459,8 @@ def _eval(args) -> int:
 
         data_path = demo.demo_dataset(train=1, val=args.val_images, progress=not args.no_progress)
     dataset = load_dataset(data_path)
-    runner, head, layout = open_any(args.artifact, HeadLayout(args.layout), args.imgsz, args.head_json, dataset,
+    layout = HeadLayout(args.layout) if args.layout else None
+    runner, head, layout = open_any(args.artifact, layout, args.imgsz, args.head_json, dataset,
                                     trust_model=args.trust_model)
     images = usable_images(subsample(dataset.images(args.split), args.val_images), args.bad_images, log)
     eval_set = EvalSet(images.paths, head.nc)

@@ -25,7 +25,7 @@ def open_model(path, args, head):
 
     def infer(images):
         result = request.infer({0: images})
-        return {output.get_any_name(): result[output] for output in compiled.outputs}
+        return {next(iter(o.get_names()), None) or f"output{i}": result[o] for i, o in enumerate(compiled.outputs)}
 
     return infer
 

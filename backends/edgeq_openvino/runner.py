@@ -45,7 +45,7 @@ class OpenVINORunner(Runner):
                   "INFERENCE_NUM_THREADS": os.cpu_count() or 1}
         self.compiled = ov.Core().compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.names = [o.get_any_name() for o in self.compiled.outputs]
+        self.names = output_names(self.compiled.outputs)
         shape = self.compiled.inputs[0].get_partial_shape()
         self.input_shape = tuple(d.get_length() for d in shape) if shape.is_static else None
 
@@ -55,3 +55,12 @@ class OpenVINORunner(Runner):
 
     def close(self) -> None:
         self.request = self.compiled = None
+
+
+def output_names(outputs) -> list[str]:
+    """Each output's tensor name; an IR whose outputs carry none (Ultralytics 8.4's OpenVINO export) gets edgeq's
+    canonical names by position: `output0` for one output (the decoded layout), `output{i}` for several."""
+    names = []
+    for i, output in enumerate(outputs):
+        names.append(next(iter(output.get_names()), None) or ("output0" if len(outputs) == 1 else f"output{i}"))
+    return names

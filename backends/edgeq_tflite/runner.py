@@ -1,7 +1,8 @@
 """LiteRT runner for full-integer .tflite files: float NCHW in, canonical float NCHW outputs back.
 
-Input: the evaluator's float32 (1, 3, S, S) batch in [0, 1] -> NHWC -> quantized with the input tensor's own
-scale and zero point (int8 or uint8). Outputs are dequantized with their own parameters and put back into the
+Input: the evaluator's float32 (1, 3, S, S) batch in [0, 1] -> NHWC (unless the file takes NCHW, as LiteRT
+files converted straight from PyTorch do: Ultralytics 8.4's LiteRT export) -> quantized with the input tensor's own
+scale and zero point where it is integer (int8 or uint8). Outputs are dequantized with their own parameters and put back into the
 ONNX layout and names: `box_i` (1, 4*reg_max, H, W) / `cls_i` (1, nc, H, W), or `output0` (1, 4 + nc, A).
 
 Names come from the model's signature (the converter names its outputs `box_0`, ...); without one they are
@@ -45,14 +46,18 @@ class LiteRTRunner(Runner):
             raise EdgeqError(f"'{self.path.name}' has {len(inputs)} inputs; a detector has one image input",
                              "export the detector with edgeq")
         self.input = inputs[0]
-        n, h, w, c = (int(d) for d in self.input["shape"])
+        shape = tuple(int(d) for d in self.input["shape"])
+        # channels first: three channels second and not last (a 3x3 image would be ambiguous; no detector takes one)
+        self.channels_first = len(shape) == 4 and shape[1] == 3 and shape[3] != 3
+        n, c, h, w = shape if self.channels_first else (shape[0], shape[3], shape[1], shape[2])
         self.input_shape = (n, c, h, w)  # what infer() takes: NCHW, like every runner
         self.outputs = self._map_outputs(self.interpreter.get_output_details())
 
     def resize(self, batch: int) -> None:
-        n, h, w, c = (int(d) for d in self.input["shape"])
+        n, c, h, w = self.input_shape
         try:
-            self.interpreter.resize_tensor_input(self.input["index"], [batch, h, w, c])
+            self.interpreter.resize_tensor_input(self.input["index"],
+                                                 [batch, c, h, w] if self.channels_first else [batch, h, w, c])
             self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
@@ -149,7 +154,9 @@ class LiteRTRunner(Runner):
     # --- inference -----------------------------------------------------------------------------------------
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        x = np.transpose(np.asarray(images, dtype=np.float32), (0, 2, 3, 1))
+        x = np.asarray(images, dtype=np.float32)
+        if not self.channels_first:
+            x = np.transpose(x, (0, 2, 3, 1))
         dtype = self.input["dtype"]
         if dtype in (np.int8, np.uint8):
             scale, zero = self.input["quantization"]

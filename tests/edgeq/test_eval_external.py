@@ -57,3 +57,20 @@ def test_eval_yolo26_export_with_selection_inside_agrees_with_pytorch(cli, small
     code, out_pt, err = cli("eval", weights, "--data", small_data, "--no-progress")
     assert code == 0, err
     assert _map(out_pt) > 50 and abs(_map(out_onnx) - _map(out_pt)) <= 0.3
+
+
+def test_eval_yolo_export_onnx_int8(cli, demo_pt, small_data, tmp_path):
+    """Ultralytics' ONNX INT8 (ONNX Runtime static quantization of its weighted ops, calibrated on the data's val
+    split): scored as it is, close to the FP32 model (its decode head stays float)."""
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    weights = shutil.copy(demo_pt, tmp_path / demo_pt.name)
+    exported = YOLO(str(weights)).export(format="onnx", int8=True, imgsz=320, data=str(small_data), fraction=0.5,
+                                         verbose=False)
+    code, out, err = cli("eval", exported, "--data", small_data, "--no-progress")
+    assert code == 0, err
+    code, out_pt, err = cli("eval", demo_pt, "--data", small_data, "--imgsz", 320, "--no-progress")
+    assert _map(out) > 50 and abs(_map(out) - _map(out_pt)) <= 3.0

@@ -206,3 +206,20 @@ def test_concat_inputs_share_one_quantizer_range_as_the_scheme_says(demo_export)
             assert len(ranges) == 1, (op.get_friendly_name(), ranges)
             checked += 1
     assert checked > 3
+
+
+def test_eval_of_ultralytics_openvino_int8_export(cli, demo_pt, small_data, tmp_path):
+    """Ultralytics 8.4's OpenVINO INT8 IR names none of its outputs: edgeq scores it as any decoded output."""
+    import shutil
+
+    from edgeq.env import offline_ultralytics
+
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    weights = shutil.copy(demo_pt, tmp_path / demo_pt.name)
+    folder = YOLO(str(weights)).export(format="openvino", int8=True, imgsz=320, data=str(small_data), fraction=0.5,
+                                       verbose=False)
+    code, out, err = cli("eval", f"{folder}/{weights.stem}.xml", "--data", small_data, "--no-progress")
+    assert code == 0 and "Traceback" not in err, err
+    assert float(out.strip().splitlines()[-1].split("|")[4]) > 50

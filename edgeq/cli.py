@@ -401,24 +401,21 @@ def _qat(args) -> int:
 
 
 def _export(args) -> int:
-    from edgeq.intake import ExportRequest
-    from edgeq.pipeline import ExportRun, enforce_max_drop, is_target_list
+    from edgeq.api import export_recipe
+    from edgeq.pipeline import enforce_max_drop, is_target_list
 
     if args.max_drop is not None and args.max_drop.strip().startswith("-"):
         raise EdgeqError(f"--max-drop {args.max_drop} is negative",
                          "give the mAP50-95 points the INT8 artifact may lose (--max-drop 0.5) or a share of the "
                          "default loss (--max-drop 50%)")
     recipe = _job_recipe(args, batch=args.batch, lists={"max_drop": args.max_drop})
-    several = is_target_list(recipe.target)
-    default_out = ("all" if recipe.target == "all" else recipe.target.replace(",", "+")) if several else recipe.target
-    out = args.out or Path("edgeq-out") / default_out
-    result = ExportRun(ExportRequest(recipe=recipe, out=out, force=args.force, allow_fallback=args.allow_fallback,
-                                     fallback_flag=getattr(args, "fallback_flag", None),
-                                     progress=not args.no_progress, trust_model=args.trust_model,
-                                     fast=args.fast, qat_onnx=args.qat_onnx)).run()
-    if several:
+    result = export_recipe(recipe, out=args.out, force=args.force, allow_fallback=args.allow_fallback,
+                           fallback_flag=getattr(args, "fallback_flag", None), trust_model=args.trust_model,
+                           fast=args.fast, qat_onnx=args.qat_onnx, verbose=True, progress=not args.no_progress)
+    out = result.out
+    if is_target_list(recipe.target):
         return _matrix_outcome(result.matrix, recipe, out)
-    report = result.reports[recipe.target]
+    report = result.report
     print(report.table())
     if search := report.search:
         print(f"\nmixed-precision search: {len(search.steps) - 1} step(s), {search.stopped}"
@@ -448,7 +445,7 @@ def _matrix_outcome(matrix, recipe, out: Path) -> int:
 def _eval(args) -> int:
     from edgeq.artifacts import open_any
     from edgeq.data import load_dataset, subsample, usable_images
-    from edgeq.evaluate.evaluator import EvalSet, evaluate, median_latency_ms
+    from edgeq.evaluation.evaluator import EvalSet, evaluate, median_latency_ms
     from edgeq.head import HeadLayout
     from edgeq.intake import log
 

@@ -7,7 +7,7 @@ distances when reg_max is 1 as in YOLO26; `cls_i`: class logits). The decode hea
 strides, sigmoid scores. Every node it adds is named `edgeq_head/...`, which is how quantizers are told to
 leave it in float. What follows the decode, per the spec, is either class-aware NMS (one-to-many branch:
 YOLOv8, YOLO11, YOLO12) or Ultralytics' top-k selection without NMS (one-to-one branch: YOLOv10, YOLO26);
-both run on the host (`edgeq.evaluate.decode.select_detections`).
+both run on the host (`edgeq.evaluation.decode.select_detections`).
 """
 
 from __future__ import annotations

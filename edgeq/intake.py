@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from edgeq.backend import Backend, Job, make_job
 from edgeq.data import ImageBatches, load_dataset, subsample, usable_images
 from edgeq.errors import EdgeqError
-from edgeq.evaluate.evaluator import EvalSet
+from edgeq.evaluation.evaluator import EvalSet
 from edgeq.progress import log
 from edgeq.recipe import Recipe, describe_validation_error
 from edgeq.staging import check_output_folder, protect_inputs  # noqa: F401  (the commands import the first here)

@@ -26,7 +26,7 @@ from edgeq import backend as registry
 from edgeq.backend import SHIPPED_ROLES, Artifact, Backend, Job, PluginError, Role, backend_for
 from edgeq.data import preprocess, read_image
 from edgeq.errors import AccuracyGateError, EdgeqError
-from edgeq.evaluate.evaluator import EvalSet, EvalSettings, evaluate
+from edgeq.evaluation.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.head import HeadLayout
 from edgeq.intake import ExportRequest, check_output_folder, take_in_shared, validated_options
 from edgeq.matrix.report import MatrixReport, TargetOutcome
@@ -427,7 +427,7 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
             recipe: Recipe, staging: Path, budget: float):
     """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
     from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
-    from edgeq.evaluate.timing import TimedArtifact, time_interleaved
+    from edgeq.evaluation.timing import TimedArtifact, time_interleaved
 
     started, plan = time.perf_counter(), job.plan
     start = StepResult(step=0, kept=list(job.keep_float), artifact=primary.name, path=primary.path,
@@ -499,7 +499,7 @@ def _time_artifacts(artifacts: list[Artifact], entries: list[ArtifactEntry], sam
                     progress: bool) -> list[dict]:
     """Latency (batch 1, the table's column) and throughput at every recipe batch of the artifacts whose timing
     means something here, all timed interleaved so their ratios survive a busy machine."""
-    from edgeq.evaluate.timing import TimedArtifact, time_interleaved
+    from edgeq.evaluation.timing import TimedArtifact, time_interleaved
 
     timed = [TimedArtifact(a.name, a.open_runner) for a in artifacts if a.measure_latency and a.open_runner]
     settings = recipe.evaluation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -39,6 +40,20 @@ class StageTimer:
         return _Stage()
 
 
+_SILENT = [False]
+
+
 def log(message: str) -> None:
     """One line of what edgeq is doing, on stderr (stdout carries the tables a user may pipe)."""
-    print(f"edgeq: {message}", file=sys.stderr, flush=True)
+    if not _SILENT[0]:
+        print(f"edgeq: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """No `log` lines inside the block (the Python API's default)."""
+    before, _SILENT[0] = _SILENT[0], True
+    try:
+        yield
+    finally:
+        _SILENT[0] = before

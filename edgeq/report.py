@@ -44,7 +44,7 @@ class Report:
     artifacts: list[ArtifactEntry]
     findings: list[dict[str, str]]
     timings_s: dict[str, float]
-    # per (artifact, batch): median_ms, q1_ms, q3_ms, images_per_s, runtime, note (edgeq.evaluate.timing)
+    # per (artifact, batch): median_ms, q1_ms, q3_ms, images_per_s, runtime, note (edgeq.evaluation.timing)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)  # edgeq.analyze.calibration.CalibrationChoice
     keep_float: list[str] = field(default_factory=list)  # layers the user kept out of INT8 (--keep-float)

@@ -2,7 +2,7 @@
 
 Prints FP32 and INT8 mAP50-95 with and without the FP32 decode head on >= 300 val images, the export wall
 time, and the OpenVINO INT8/FP32 latency ratio on this CPU: the report's own batch-1 figures, every IR timed
-interleaved with the others (edgeq.evaluate.timing), so the ratio holds on a busy machine.
+interleaved with the others (edgeq.evaluation.timing), so the ratio holds on a busy machine.
 
     python scripts/benchmark_openvino.py [--val-images 300] [--calib-images 300] [--latency-runs 50]
 """

@@ -27,7 +27,7 @@ def main() -> int:
 
     from edgeq import demo
     from edgeq.data import load_dataset, preprocess, read_image, subsample
-    from edgeq.evaluate.decode import decode_detached
+    from edgeq.evaluation.decode import decode_detached
     from edgeq.model import export_onnx, load_detector
     from edgeq.runners.onnxruntime import OnnxRuntimeRunner
 

@@ -8,7 +8,7 @@ from pathlib import Path
 def evaluator_detections(runner, kit: Path, image: Path, conf: float = 0.25) -> list[tuple]:
     """(class name, score, x1, y1, x2, y2) per detection, from edgeq's runner for the artifact and its decoder."""
     from edgeq.data import preprocess, read_image
-    from edgeq.evaluate.decode import select_detections
+    from edgeq.evaluation.decode import select_detections
     from edgeq.head import HeadLayout, HeadSpec
 
     head = HeadSpec.from_json(kit / "head.json")

@@ -166,7 +166,7 @@ class MapScorer:
         return cache_dir() / "analyze" / f"map-{self.key}-{len(self.eval_set)}.json"
 
     def __call__(self, model, label: str) -> float:
-        from edgeq.evaluate.evaluator import evaluate
+        from edgeq.evaluation.evaluator import evaluate
         from edgeq.head import HeadLayout
 
         if self._cache is None:

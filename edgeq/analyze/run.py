@@ -14,7 +14,7 @@ from edgeq.analyze.calibration import choose_method
 from edgeq.analyze.output import AnalysisReport
 from edgeq.backend import backend_for
 from edgeq.errors import EdgeqError
-from edgeq.evaluate.evaluator import EvalSet, EvalSettings
+from edgeq.evaluation.evaluator import EvalSet, EvalSettings
 from edgeq.head import HEAD_PREFIX
 from edgeq.intake import ExportRequest, check_output_folder, take_in, validated_options
 from edgeq.progress import StageTimer, log

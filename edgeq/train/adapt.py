@@ -204,7 +204,7 @@ def _train(request: AdaptRequest, student: Path, teacher: Path, data: Path, imgs
 def _fp32_maps(original: Path, adapted: Path, eval_yaml: Path, imgsz: int, request: AdaptRequest):
     from edgeq.artifacts import open_any
     from edgeq.data import load_dataset, subsample
-    from edgeq.evaluate.evaluator import EvalSet, evaluate
+    from edgeq.evaluation.evaluator import EvalSet, evaluate
     from edgeq.head import HeadLayout
 
     dataset = load_dataset(eval_yaml)

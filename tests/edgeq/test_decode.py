@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgeq.evaluate.decode import nms, postprocess
+from edgeq.evaluation.decode import nms, postprocess
 
 
 def test_nms_suppresses_overlaps_and_keeps_best():

@@ -12,7 +12,7 @@ import torch
 import ultralytics
 
 from edgeq.errors import EdgeqError
-from edgeq.evaluate.decode import decode_detached, select_detections, topk_select
+from edgeq.evaluation.decode import decode_detached, select_detections, topk_select
 from edgeq.head import HeadLayout
 from edgeq.model import export_onnx, load_detector
 from edgeq.runners.onnxruntime import OnnxRuntimeRunner

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgeq.evaluate.decode import decode_detached
+from edgeq.evaluation.decode import decode_detached
 from edgeq.head import HeadLayout, HeadSpec, attach_head
 from edgeq.model import export_onnx, load_detector
 

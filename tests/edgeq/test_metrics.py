@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeq.evaluate.metrics import CocoAccumulator
+from edgeq.evaluation.metrics import CocoAccumulator
 
 
 def _labels():

@@ -6,7 +6,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from edgeq.evaluate.timing import TimedArtifact, time_interleaved
+from edgeq.evaluation.timing import TimedArtifact, time_interleaved
 from edgeq.runners import BatchNotSupported, Runner
 
 

@@ -61,7 +61,7 @@ def test_bad_label_lines_name_file_and_line(tmp_path, line, why):
 
 def test_polygon_labels_score_like_their_box_only_copy(tmp_path, small_data, demo_pt):
     """The same objects written as polygons (Roboflow's export) and as boxes give the same mAP."""
-    from edgeq.evaluate.evaluator import EvalSet, evaluate
+    from edgeq.evaluation.evaluator import EvalSet, evaluate
     from edgeq.head import HeadLayout
     from edgeq.model import load_detector
     from edgeq.runners.torch import TorchRunner

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.data import LabelStats, preprocess, read_image, read_labels
-from edgeq.evaluate.decode import select_detections
-from edgeq.evaluate.metrics import CocoAccumulator
+from edgeq.evaluation.decode import select_detections
+from edgeq.evaluation.metrics import CocoAccumulator
 from edgeq.head import HeadLayout, HeadSpec
 from edgeq.progress import bar
 from edgeq.runners import Runner

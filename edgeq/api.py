@@ -77,6 +77,8 @@ def build_recipe(model: str | Path | None = None, *, target: str | None = None, 
     sets = [f"{key}={_as_yaml(value)}" for key, value in (set or {}).items()]
     for key, value in overrides.items():
         key = _SPELLINGS.get(key, key)
+        if value is None:  # not given, as an absent CLI flag
+            continue
         if "." in key:
             sets.append(f"{key}={_as_yaml(value)}")
         elif isinstance(value, (list, tuple)):

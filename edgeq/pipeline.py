@@ -68,6 +68,7 @@ class ExportRun:
     def __init__(self, request: ExportRequest) -> None:
         self.request = request
         recipe = request.recipe
+        check_output_folder(request.out.resolve(), request.force)  # a bad --out is refused before anything else
         self.several = is_target_list(recipe.target)
         self.skipped: dict[str, str] = {}  # target -> the line that installs it
         if self.several:
@@ -100,7 +101,6 @@ class ExportRun:
 
     def run(self) -> RunResult:
         out = self.request.out.resolve()
-        check_output_folder(out, self.request.force)
         with staged_output(out, log, self.request.force) as staging:
             return self._run(staging)
 

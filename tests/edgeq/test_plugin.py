@@ -55,11 +55,20 @@ def _code_strings(path: Path) -> list[tuple[int, str]]:
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in skip]
 
 
+def _core_dependencies() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {re.split(r"[<>=!~\[ ]", requirement)[0].lower() for requirement in project["dependencies"]}
+
+
 def test_core_names_no_target():
+    """A target named after a runtime core itself runs (ONNX Runtime evaluates every ONNX model) is not a
+    target name when core uses it: that word names core's own dependency."""
     from edgeq.backend import discover
 
-    names = sorted(discover())
-    assert names
+    names = sorted(set(discover()) - _core_dependencies())
+    assert names and "onnxruntime" in _core_dependencies()
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
     found = [f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}" for path in (ROOT / "edgeq").rglob("*.py")
              for line, text in _code_strings(path) if pattern.search(text)]

@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeq.analyze.scheme import QuantScheme
+from edgeq.baseline.spec import UltralyticsExport
 from edgeq.errors import EdgeqError, MissingDependencyError
 from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
@@ -68,6 +69,8 @@ class TargetProfile(BaseModel):
     # the quantization scheme as data (granularity, symmetry, shared scales, calibration methods, higher
     # precision); None: the target offers no analysis, calibration choice or mixed-precision search
     quantization: QuantScheme | None = None
+    # Ultralytics' own export for this target (`--baseline ultralytics`); None: Ultralytics has no format for it
+    ultralytics: UltralyticsExport | None = None
 
 
 def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dict[str, TargetProfile]:
@@ -86,6 +89,7 @@ class Role(str, Enum):
     COMPARISON = "comparison"  # another treatment of the same model, reported beside it (head, granularity)
     REFERENCE = "reference"  # the target's float build (FP32 IR): the search's latency baseline
     EMULATION = "emulation-only"  # figures only: reproduces a build the device makes; nothing to ship
+    BASELINE = "baseline"  # the default path's own export (Ultralytics'), scored beside edgeq's; not edgeq's build
 
 
 SHIPPED_ROLES = (Role.QAT, Role.DEPLOYABLE)  # in this order: the first present is what the target ships

@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
                         "says so)")
     export.add_argument("--qat-onnx", type=Path, metavar="PATH", help="also build the graph `edgeq qat` trained "
                         "for this target, beside the PTQ artifacts (PTQ and QAT side by side in the report)")
+    export.add_argument("--baseline", choices=["ultralytics"], help="also run Ultralytics' own INT8 export of the "
+                        "same checkpoint for each target it has a format for (calibrated on the same images, scored "
+                        "by the same evaluator), a row beside edgeq's with the `yolo export` line and edgeq's gain; "
+                        "targets whose format needs packages not installed here are listed as skipped")
     fallback = export.add_mutually_exclusive_group()
     fallback.add_argument(ALLOW_FLAG, "--allow-cpu-fallback", dest="allow_fallback", action=_FallbackFlag,
                           const=True, help="accept layers that run off the accelerator (Edge TPU ops on the host "
@@ -411,7 +415,8 @@ def _export(args) -> int:
     recipe = _job_recipe(args, batch=args.batch, lists={"max_drop": args.max_drop})
     result = export_recipe(recipe, out=args.out, force=args.force, allow_fallback=args.allow_fallback,
                            fallback_flag=getattr(args, "fallback_flag", None), trust_model=args.trust_model,
-                           fast=args.fast, qat_onnx=args.qat_onnx, verbose=True, progress=not args.no_progress)
+                           fast=args.fast, qat_onnx=args.qat_onnx, baseline=args.baseline, verbose=True,
+                           progress=not args.no_progress)
     out = result.out
     if is_target_list(recipe.target):
         return _matrix_outcome(result.matrix, recipe, out)

@@ -34,6 +34,7 @@ class ExportRequest:
     trust_model: bool = False  # unpickle the checkpoint in full (runs code it names); off: weights-only
     fast: bool = False  # several targets: score reference-kernel artifacts on a subset
     qat_onnx: Path | None = None  # one target: a graph `edgeq qat` trained, built beside the PTQ artifacts
+    baseline: str | None = None  # "ultralytics": the default path's own export scored beside each target's
 
 
 @dataclass

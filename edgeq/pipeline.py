@@ -18,7 +18,7 @@ import difflib
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -90,6 +90,8 @@ class ExportRun:
             self.requested, ready = [recipe.target], [recipe.target]
             self.recipes = {recipe.target: recipe}
             _refuse_unbuildable(request, backend_for(recipe.target))
+        if request.baseline not in (None, "ultralytics"):
+            raise EdgeqError(f"--baseline {request.baseline}: unknown default path", "use --baseline ultralytics")
         self.ready = ready
         self.options = {t: validated_options(backend_for(t), self.recipes[t]) for t in ready}
 
@@ -127,7 +129,8 @@ class ExportRun:
                                                   request.qat_onnx and Path(request.qat_onnx).resolve())
                 reports[target] = export_target(recipe, backend, target_intake, shared, staging,
                                                 timer if not self.several else StageTimer(), request.progress,
-                                                report_folder=staging / target if self.several else staging)
+                                                report_folder=staging / target if self.several else staging,
+                                                baseline=request.baseline, trust_model=request.trust_model)
             except EdgeqError as exc:
                 if not self.several:
                     raise
@@ -235,6 +238,7 @@ class SharedResults:
     eval_set: EvalSet
     fast_images: int | None = None  # --fast: slow (reference-kernel) evaluations use this many images
     _subset_ref: float | None = None
+    baselines: dict = field(default_factory=dict)  # --baseline: Ultralytics' exports made so far, by format
 
     def subset(self) -> EvalSet:
         return EvalSet(self.eval_set.images[:self.fast_images], self.eval_set.nc)
@@ -281,7 +285,8 @@ def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe
 
 
 def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResults, staging: Path, timer,
-                  progress: bool, report_folder: Path) -> Report:
+                  progress: bool, report_folder: Path, baseline: str | None = None,
+                  trust_model: bool = False) -> Report:
     """One target of a run: check -> calibrate -> build -> evaluate its artifacts against the shared reference
     -> time -> search (when --max-drop asks) -> deploy kit -> report (written into `report_folder`)."""
     from edgeq.analyze.calibration import choose_method
@@ -307,11 +312,13 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     for finding in built.findings:
         log(finding.one_line())
     artifacts, findings = built.artifacts, [*findings, *built.findings]
+    default_path = _default_path(baseline, recipe, backend, intake, shared, report_folder, trust_model, timer)
+    scored = [*artifacts, default_path.artifact] if default_path and default_path.artifact else artifacts
 
     settings, sample = shared.settings, shared.sample
     with timer.stage("evaluate"):
         entries = [replace(shared.onnx_fp32)]
-        for artifact in artifacts:
+        for artifact in scored:
             if shared.fast_images and artifact.slow_evaluation:
                 subset_ref = shared.subset_ref_map(detector, head, progress)
                 entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging, progress)
@@ -321,7 +328,7 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
             else:
                 entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging, progress)
             entries.append(entry)
-    throughput = _time_artifacts(artifacts, entries, sample, recipe, timer, progress)
+    throughput = _time_artifacts(scored, entries, sample, recipe, timer, progress)
     search = None
     primary = next(e for e in entries if e.name == shipped.name)
     budget = recipe.budget(primary.drop_map50_95) if primary.drop_map50_95 is not None else None
@@ -349,10 +356,41 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}
                                     if f.remedy else {})} for f in findings],
         timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
-        keep_float=list(job.keep_float), search=search)
+        keep_float=list(job.keep_float), search=search, baseline=default_path.record() if default_path else {})
     report_folder.mkdir(parents=True, exist_ok=True)
     report.write(report_folder)
     return report
+
+
+def _default_path(baseline: str | None, recipe: Recipe, backend: Backend, intake, shared: SharedResults,
+                  folder: Path, trust_model: bool, timer):
+    """--baseline ultralytics: Ultralytics' own INT8 export of the same checkpoint for this target, on the same
+    calibration images, for the evaluator to score beside edgeq's artifacts (None when not asked for)."""
+    if baseline is None:
+        return None
+    from edgeq.artifacts import open_any
+    from edgeq.baseline.ultralytics import BaselineOutcome, export_baseline
+
+    detector, head = intake.detector, intake.detector.head
+    if Path(detector.source).suffix.lower() != ".pt":
+        return BaselineOutcome(recipe.target, skipped="Ultralytics' exporter starts from a .pt checkpoint")
+    profile = backend.profiles[recipe.target]
+
+    def open_runner(path: Path):
+        runner, _, layout = open_any(path, None, head.imgsz, None, intake.dataset)
+        return runner, layout
+
+    log(f"{recipe.target}: Ultralytics' own INT8 export of the same checkpoint (--baseline ultralytics)")
+    with timer.stage("baseline"):
+        outcome = export_baseline(recipe.target, profile.ultralytics, checkpoint=Path(detector.source),
+                                  imgsz=head.imgsz, calib_paths=intake.calib_paths, names=list(head.names),
+                                  folder=folder / "baseline-ultralytics", log_dir=intake.job.log_dir,
+                                  trust_model=trust_model, shared=shared.baselines, open_runner=open_runner)
+    if outcome.artifact is not None:
+        outcome.artifact.measure_latency = profile.latency_meaningful
+    else:
+        log(f"{recipe.target}: no Ultralytics baseline: {outcome.skipped}")
+    return outcome
 
 
 class _LazyAnalysis:

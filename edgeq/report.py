@@ -49,6 +49,7 @@ class Report:
     calibration: dict[str, Any] = field(default_factory=dict)  # edgeq.analyze.calibration.CalibrationChoice
     keep_float: list[str] = field(default_factory=list)  # layers the user kept out of INT8 (--keep-float)
     search: SearchResult | None = None  # when --max-drop started the mixed-precision search
+    baseline: dict[str, Any] = field(default_factory=dict)  # --baseline: edgeq.baseline.ultralytics.BaselineOutcome
 
     def write(self, folder: Path) -> None:
         (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
@@ -91,6 +92,7 @@ class Report:
                  "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
                  "absent here; the files to build it on the device are in this folder.", ""]
+        parts += self._baseline_lines()
         parts += self._calibration_lines()
         parts += self._search_section()
         parts += self._throughput_section()
@@ -102,6 +104,31 @@ class Report:
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
         return "\n".join(parts)
+
+    def default_path_gain(self) -> tuple[ArtifactEntry, ArtifactEntry] | None:
+        """(edgeq's shipped entry, Ultralytics' entry) when both have figures: the comparison --baseline asks for."""
+        from edgeq.pipeline import shipped_entry
+
+        ours = shipped_entry(self.artifacts)
+        theirs = next((e for e in self.artifacts if e.role == "baseline" and e.drop_map50_95 is not None), None)
+        return (ours, theirs) if ours and theirs else None
+
+    def _baseline_lines(self) -> list[str]:
+        b = self.baseline
+        if not b:
+            return []
+        if b["status"] != "built":
+            return [f"Default path ({b['source']}): not built here: {b['reason']}"
+                    + (f". The line that would make it: `{b['command']}`" if b["command"] else "") + ".", ""]
+        pair = self.default_path_gain()
+        if pair is None:
+            return []
+        ours, theirs = pair
+        gain = theirs.drop_map50_95 - ours.drop_map50_95
+        return [f"Default path: {b['source']}'s own INT8 export of the same checkpoint (`{b['command']}`, its "
+                f"data.yaml listing this run's calibration images), scored on the same images: drop "
+                f"{theirs.drop_map50_95:.2f} against edgeq's {ours.drop_map50_95:.2f} ({ours.name}): edgeq "
+                f"{'gains' if gain >= 0 else 'loses'} **{abs(gain):.2f}** points. Its export log: `{b['log']}`.", ""]
 
     def _calibration_lines(self) -> list[str]:
         c = self.calibration

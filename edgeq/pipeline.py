@@ -144,7 +144,8 @@ class ExportRun:
                 outcome = outcomes[target] = TargetOutcome(
                     target=target, status="built", seconds=round(time.perf_counter() - t0, 1),
                     findings=len(reports[target].findings), timings=reports[target].timings_s,
-                    artifacts=[e for e in reports[target].artifacts if e.target != "onnx"])
+                    artifacts=[e for e in reports[target].artifacts if e.target != "onnx"],
+                    baseline=reports[target].baseline)
                 best = outcome.primary()
                 figure = f"{best.name} {best.map50_95:.2f} (drop {best.drop_map50_95:.2f}, {best.status})" \
                     if best is not None else "no INT8 figure"

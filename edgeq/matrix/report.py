@@ -39,6 +39,7 @@ class TargetOutcome:
     findings: int = 0  # rule findings (check and build)
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)  # --baseline: the target report's record of it
 
     def primary(self) -> ArtifactEntry | None:
         """The artifact the target ships (the one --max-drop gates), as a single export picks it."""
@@ -130,9 +131,46 @@ class MatrixReport:
             stages = ", ".join(f"{k} {v:.0f} s" for k, v in o.timings.items())
             folder = f"`{o.target}/` (report.md, DEPLOY.md)" if o.status == "built" else ""
             parts.append(f"| {o.target} | {o.status} | {o.seconds:.0f} s | {stages} | {folder} |")
+        parts += ["", *self._default_path_section()]
         shared = ", ".join(f"{k} {v:.0f} s" for k, v in self.shared_timings.items())
         parts += ["", f"Shared work (once): {shared}. Whole run: {self.seconds:.0f} s.", ""]
         return "\n".join(parts)
+
+    def default_path_rows(self) -> list[dict[str, Any]]:
+        """--baseline: per target, edgeq's deployable artifact against Ultralytics' own export of the same checkpoint
+        (same images), or why Ultralytics' export is not here."""
+        rows = []
+        for o in self.outcomes:
+            if o.status != "built" or not o.baseline:
+                continue
+            ours = o.primary()
+            theirs = next((e for e in o.artifacts if e.role == "baseline" and e.drop_map50_95 is not None), None)
+            rows.append({"target": o.target, "command": o.baseline["command"], "ours": ours, "theirs": theirs,
+                         "reason": o.baseline["reason"],
+                         "gain": theirs.drop_map50_95 - ours.drop_map50_95 if ours and theirs else None})
+        return rows
+
+    def _default_path_section(self) -> list[str]:
+        rows = self.default_path_rows()
+        if not rows:
+            return []
+        source = next(o.baseline["source"] for o in self.outcomes if o.baseline)
+        lines = ["## Against the default path", "",
+                 f"{source}'s own INT8 export of the same checkpoint for each target (`--baseline ultralytics`), "
+                 "calibrated on this run's calibration images and scored by the same evaluator on the same images. "
+                 "Gain: Ultralytics' drop minus edgeq's (points; positive: edgeq keeps more accuracy).", "",
+                 "| target | edgeq (deployable) | drop | Ultralytics | drop | gain | `yolo export` line |",
+                 "|---|---|---:|---|---:|---:|---|"]
+        for r in rows:
+            ours, theirs = r["ours"], r["theirs"]
+            mine = f"{ours.name} | {_num(ours.drop_map50_95)}" if ours else "no INT8 figure |"
+            if theirs is None:
+                lines.append(f"| {r['target']} | {mine} | not built here: {r['reason']} | | | `{r['command']}` |")
+                continue
+            gain = f"**{r['gain']:+.2f}**" if r["gain"] is not None else ""
+            lines.append(f"| {r['target']} | {mine} | {theirs.name} ({theirs.status}) | "
+                         f"{_num(theirs.drop_map50_95)} | {gain} | `{r['command']}` |")
+        return [*lines, ""]
 
     def plot(self, path: Path) -> None:
         """Left: the drop of every artifact, grouped by target, coloured by head treatment. Right: latency where
@@ -155,7 +193,12 @@ class MatrixReport:
         drops = [e.drop_map50_95 for _, e in rows]
         # zoom to where the deployable artifacts differ: a naive head losing everything would flatten the rest
         limit = max(1.0, 6 * float(np.median(np.abs(drops))) + 0.5, self.max_drop or 0.0)
-        left.barh(labels, [min(d, limit) for d in drops], color=[_COLOURS[head_treatment(e)] for _, e in rows])
+        bars = left.barh(labels, [min(d, limit) for d in drops],
+                         color=[_COLOURS[head_treatment(e)] for _, e in rows])
+        for bar, (_, e) in zip(bars, rows, strict=True):
+            if e.role == "baseline":  # Ultralytics' own export: the same colours for its head, hatched
+                bar.set_hatch("//")
+                bar.set_edgecolor("white")
         left.axvline(0, color="black", linewidth=1)
         if self.max_drop is not None:
             left.axvline(self.max_drop, color="#c53030", linestyle=":", label=f"--max-drop {self.max_drop}")
@@ -166,7 +209,10 @@ class MatrixReport:
         left.set_xlabel(f"mAP50-95 drop vs FP32 {self.reference['map50_95']:.2f} (points, lower is better)")
         left.invert_yaxis()
         used = dict.fromkeys(head_treatment(e) for _, e in rows)
-        left.legend(handles=[Patch(color=_COLOURS[k], label=k) for k in used], fontsize=8, loc="upper center",
+        handles = [Patch(color=_COLOURS[k], label=k) for k in used]
+        if any(e.role == "baseline" for _, e in rows):
+            handles.append(Patch(facecolor="#a0aec0", hatch="//", edgecolor="white", label="Ultralytics' own export"))
+        left.legend(handles=handles, fontsize=8, loc="upper center",
                     bbox_to_anchor=(0.5, -0.1), ncol=2)
         if timed:
             right = axes[0][1]

@@ -89,3 +89,42 @@ def test_single_target_flags_are_refused_in_a_matrix(cli, tmp_path, yolo_yaml, s
     _one_line_error(code, err, "--max-drop 50%", "give points")
     code, _, err = cli("export", "--target", "ort-int8", "--fast", "--out", tmp_path / "o")
     _one_line_error(code, err, "--fast applies to runs of several targets")
+
+
+def test_baseline_without_an_ultralytics_format_is_listed_not_an_error(cli, tmp_path, demo_pt, small_data):
+    """--baseline for targets Ultralytics has no format for: each is listed as not available, the run succeeds."""
+    code, _, err = _matrix(cli, tmp_path, "ort-int8,ort-int8-b", "--baseline", "ultralytics", model=demo_pt,
+                           data=small_data)
+    assert code == 0, err
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Against the default path" in text
+    assert text.count("not built here: Ultralytics has no export format") == 2
+
+
+def _entry(name, role, drop, layout="detached"):
+    from edgeq.report import ArtifactEntry
+
+    detail = {"weights": "int8", "activations": "int8", "head": "fp32", "exceptions": []}
+    return ArtifactEntry(name=name, target="t", variant="", path=f"{name}.onnx", precision="int8+fp32-head",
+                         map50_95=50.0 - drop, map50=70.0, drop_map50_95=drop, size_mb=1.0, latency_ms=None,
+                         status="measured", note="", layout=layout, role=role, precision_detail=detail)
+
+
+def test_default_path_section_states_the_gain_and_hatches_the_baseline(tmp_path):
+    from edgeq.matrix.report import MatrixReport, TargetOutcome
+
+    record = {"source": "Ultralytics 8.4.190", "command": "yolo export model=m.pt format=onnx quantize=8",
+              "status": "built", "reason": "", "log": "logs/x.log", "artifact": "ultralytics-onnx-int8"}
+    built = TargetOutcome("cpu", "built", artifacts=[_entry("edgeq-int8", "deployable", 0.12),
+                                                     _entry("ultralytics-onnx-int8", "baseline", 0.73, "normalized")],
+                          baseline=record)
+    matrix = MatrixReport(targets_requested="cpu", model="m.pt", imgsz=320, data="d.yaml", val_images=20,
+                          calib_images=16, reference={"map50_95": 50.0, "map50": 70.0, "runtime": "torch"},
+                          onnx_fp32=_entry("onnx-fp32", "reference", 0.0), outcomes=[built], shared_timings={},
+                          seconds=1.0)
+    rows = matrix.default_path_rows()
+    assert len(rows) == 1 and rows[0]["gain"] == pytest.approx(0.61)
+    text = matrix.markdown()
+    assert "| cpu | edgeq-int8 | 0.12 | ultralytics-onnx-int8 (measured) | 0.73 | **+0.61** |" in text
+    matrix.plot(tmp_path / "report.png")
+    assert (tmp_path / "report.png").stat().st_size > 5000

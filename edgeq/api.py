@@ -64,6 +64,7 @@ class Evaluation:
     map50_95: float
     map50: float
     skipped_images: int = 0  # undecodable or truncated images left out (bad_images="skip")
+    latency_ms: float | None = None  # median of latency_runs timed runs on the first image (None: not timed)
 
 
 def build_recipe(model: str | Path | None = None, *, target: str | None = None, recipe: str | Path | None = None,
@@ -132,35 +133,54 @@ def export_recipe(recipe, *, out: str | Path | None = None, force: bool = False,
 
 def evaluate(artifact: str | Path, *, data: str | Path | None = None, imgsz: int | None = None,
              layout: str | None = None, head_json: str | Path | None = None, split: str = "val",
-             val_images: int = 300, bad_images: str = "refuse", trust_model: bool = False,
-             verbose: bool = False) -> Evaluation:
-    """Score any artifact edgeq can run (ours, `yolo export`'s) on `data` (default: the demo data), as `edgeq eval`."""
+             val_images: int = 300, bad_images: str = "refuse", trust_model: bool = False, latency_runs: int = 0,
+             verbose: bool = False, progress: bool | None = None) -> Evaluation:
+    """Score any artifact edgeq can run (ours, `yolo export`'s) on `data` (default: the demo data), as `edgeq eval`
+    does (the CLI prints what this returns); progress bars follow `verbose` unless `progress` says otherwise."""
     from edgeq.artifacts import open_any
-    from edgeq.data import load_dataset, subsample, usable_images
-    from edgeq.errors import EdgeqError
-    from edgeq.evaluation.evaluator import EvalSet
+    from edgeq.data import load_dataset, preprocess, read_image, subsample, usable_images
+    from edgeq.evaluation.evaluator import EvalSet, median_latency_ms
     from edgeq.evaluation.evaluator import evaluate as score
     from edgeq.head import HeadLayout
     from edgeq.progress import log
 
-    if val_images < 1:
-        raise EdgeqError(f"val_images={val_images}: evaluation needs at least one image", "use e.g. val_images=300")
+    _check_evaluation_arguments(val_images, latency_runs, imgsz, head_json)
+    bars = verbose if progress is None else progress
     with _quiet(not verbose):
         if data is None:
             from edgeq import demo
 
-            data = demo.demo_dataset(train=1, val=val_images, progress=verbose)
+            data = demo.demo_dataset(train=1, val=val_images, progress=bars)
         dataset = load_dataset(Path(data))
         runner, head, found = open_any(Path(artifact), HeadLayout(layout) if layout else None, imgsz,
                                        None if head_json is None else Path(head_json), dataset,
                                        trust_model=trust_model)
         images = usable_images(subsample(dataset.images(split), val_images), bad_images, log)
+        eval_set = EvalSet(images.paths, head.nc)
         with runner:
-            result = score(runner, found, head, EvalSet(images.paths, head.nc), desc=Path(artifact).name,
-                           progress=verbose)
+            result = score(runner, found, head, eval_set, desc=Path(artifact).name, progress=bars)
+            latency = median_latency_ms(runner, preprocess(read_image(eval_set.images[0]), head.imgsz)[0],
+                                        latency_runs) if latency_runs else None
     return Evaluation(artifact=Path(artifact), runtime=runner.runtime, images=result.images,
                       map50_95=round(result.map50_95, 2), map50=round(result.map50, 2),
-                      skipped_images=len(images.skipped))
+                      skipped_images=len(images.skipped), latency_ms=latency)
+
+
+def _check_evaluation_arguments(val_images: int, latency_runs: int, imgsz: int | None,
+                                head_json: str | Path | None) -> None:
+    """Numbers that would run and report nonsense (mAP 0.00 on no images) are refused before any work."""
+    from edgeq.errors import EdgeqError
+    from edgeq.model import check_imgsz
+
+    if val_images < 1:
+        raise EdgeqError(f"--val-images {val_images}: evaluation needs at least one image", "use e.g. --val-images 300")
+    if latency_runs < 0:
+        raise EdgeqError(f"--latency-runs {latency_runs} is negative", "give the timed runs (0: no timing)")
+    if imgsz is not None:
+        check_imgsz(imgsz)
+    if head_json is not None and not Path(head_json).is_file():
+        raise EdgeqError(f"--head-json '{head_json}' is not a file",
+                         "pass the <artifact>-head.json shipped beside the artifact")
 
 
 @contextlib.contextmanager

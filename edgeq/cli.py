@@ -448,55 +448,19 @@ def _matrix_outcome(matrix, recipe, out: Path) -> int:
 
 
 def _eval(args) -> int:
-    from edgeq.artifacts import open_any
-    from edgeq.data import load_dataset, subsample, usable_images
-    from edgeq.evaluation.evaluator import EvalSet, evaluate, median_latency_ms
-    from edgeq.head import HeadLayout
-    from edgeq.intake import log
+    from edgeq.api import evaluate
 
-    _check_eval_args(args)
-    data_path = Path(args.data) if args.data else None
-    if data_path is None:
-        from edgeq import demo
-
-        data_path = demo.demo_dataset(train=1, val=args.val_images, progress=not args.no_progress)
-    dataset = load_dataset(data_path)
-    layout = HeadLayout(args.layout) if args.layout else None
-    runner, head, layout = open_any(args.artifact, layout, args.imgsz, args.head_json, dataset,
-                                    trust_model=args.trust_model)
-    images = usable_images(subsample(dataset.images(args.split), args.val_images), args.bad_images, log)
-    eval_set = EvalSet(images.paths, head.nc)
-    with runner:
-        result = evaluate(runner, layout, head, eval_set, desc=args.artifact.name,
-                          progress=not args.no_progress)
-        latency = None
-        if args.latency_runs:
-            from edgeq.data import preprocess, read_image
-
-            latency = median_latency_ms(runner, preprocess(read_image(eval_set.images[0]), head.imgsz)[0],
-                                        args.latency_runs)
-        print("| artifact | runtime | images | mAP50-95 | mAP50 | latency |\n|---|---|---:|---:|---:|---:|")
-        print(f"| {args.artifact.name} | {runner.runtime} | {result.images} | {result.map50_95:.2f} | "
-              f"{result.map50:.2f} | {'' if latency is None else f'{latency:.1f} ms'} |")
-    if images.skipped:
-        print(f"\n{len(images.skipped)} image(s) skipped (--bad-images skip): cannot be decoded or truncated")
+    scored = evaluate(args.artifact, data=args.data, imgsz=args.imgsz, layout=args.layout, head_json=args.head_json,
+                      split=args.split, val_images=args.val_images, bad_images=args.bad_images,
+                      trust_model=args.trust_model, latency_runs=args.latency_runs, verbose=True,
+                      progress=not args.no_progress)
+    latency = "" if scored.latency_ms is None else f"{scored.latency_ms:.1f} ms"
+    print("| artifact | runtime | images | mAP50-95 | mAP50 | latency |\n|---|---|---:|---:|---:|---:|")
+    print(f"| {args.artifact.name} | {scored.runtime} | {scored.images} | {scored.map50_95:.2f} | "
+          f"{scored.map50:.2f} | {latency} |")
+    if scored.skipped_images:
+        print(f"\n{scored.skipped_images} image(s) skipped (--bad-images skip): cannot be decoded or truncated")
     return 0
-
-
-def _check_eval_args(args) -> None:
-    """Numbers that would run and report nonsense (mAP 0.00 on no images) are refused before any work."""
-    from edgeq.model import check_imgsz
-
-    if args.val_images < 1:
-        raise EdgeqError(f"--val-images {args.val_images}: evaluation needs at least one image",
-                         "use e.g. --val-images 300")
-    if args.latency_runs < 0:
-        raise EdgeqError(f"--latency-runs {args.latency_runs} is negative", "give the timed runs (0: no timing)")
-    if args.imgsz is not None:
-        check_imgsz(args.imgsz)
-    if args.head_json is not None and not args.head_json.is_file():
-        raise EdgeqError(f"--head-json '{args.head_json}' is not a file",
-                         "pass the <artifact>-head.json shipped beside the artifact")
 
 
 def _targets(args) -> int:

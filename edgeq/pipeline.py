@@ -27,6 +27,8 @@ from edgeq.backend import SHIPPED_ROLES, Artifact, Backend, Job, PluginError, Ro
 from edgeq.data import preprocess, read_image
 from edgeq.errors import AccuracyGateError, EdgeqError
 from edgeq.evaluation.evaluator import EvalSet, EvalSettings, evaluate
+from edgeq.evaluation.matches import map50_95
+from edgeq.evaluation.uncertainty import PairedBootstrap, compare, small_set_warning
 from edgeq.head import HeadLayout
 from edgeq.intake import ExportRequest, check_output_folder, take_in_shared, validated_options
 from edgeq.matrix.report import MatrixReport, TargetOutcome
@@ -145,7 +147,8 @@ class ExportRun:
                     target=target, status="built", seconds=round(time.perf_counter() - t0, 1),
                     findings=len(reports[target].findings), timings=reports[target].timings_s,
                     artifacts=[e for e in reports[target].artifacts if e.target != "onnx"],
-                    baseline=reports[target].baseline)
+                    baseline=reports[target].baseline,
+                    comparisons=reports[target].uncertainty.get("comparisons", []))
                 best = outcome.primary()
                 figure = f"{best.name} {best.map50_95:.2f} (drop {best.drop_map50_95:.2f}, {best.status})" \
                     if best is not None else "no INT8 figure"
@@ -157,9 +160,17 @@ class ExportRun:
             data=str(intake.data_path), val_images=len(intake.eval_set), calib_images=len(intake.calib_paths),
             reference=shared.reference, onnx_fp32=shared.onnx_fp32, outcomes=[outcomes[t] for t in self.requested],
             shared_timings=timer.timings, seconds=round(time.perf_counter() - started, 1),
-            fast_images=shared.fast_images, max_drop=request.recipe.max_drop, fallback_allowed=self.allow_fallback)
+            fast_images=shared.fast_images, max_drop=request.recipe.max_drop, fallback_allowed=self.allow_fallback,
+            uncertainty=_between_targets(shared))
         matrix.write(staging)
         return RunResult(reports, matrix)
+
+
+def _between_targets(shared: SharedResults) -> dict:
+    """The matrix's `uncertainty`: each pair of targets' shipped artifacts scored on all the images."""
+    full = {target: table for target, (entry, table) in shared.shipped_matches.items()
+            if "evaluation_images" not in entry.extra}
+    return {**shared.bootstrap.record(), "comparisons": compare(full, shared.bootstrap)}
 
 
 def resolve_targets(spec: str) -> list[str]:
@@ -240,15 +251,17 @@ class SharedResults:
     fast_images: int | None = None  # --fast: slow (reference-kernel) evaluations use this many images
     _subset_ref: float | None = None
     baselines: dict = field(default_factory=dict)  # --baseline: Ultralytics' exports made so far, by format
+    bootstrap: PairedBootstrap | None = None  # the intervals on every drop, paired with the reference's matches
+    shipped_matches: dict = field(default_factory=dict)  # target -> (shipped entry, its matches): the matrix compares
 
     def subset(self) -> EvalSet:
         return EvalSet(self.eval_set.images[:self.fast_images], self.eval_set.nc)
 
-    def subset_ref_map(self, detector, head, progress: bool) -> float:
+    def subset_ref_map(self) -> float:
         """The FP32 reference on the --fast subset, so a subset artifact's drop compares the same images."""
-        if self._subset_ref is None:
-            self._subset_ref = evaluate_reference(detector, self.subset(), self.settings, "reference (subset)",
-                                                  progress)[0].map50_95
+        if self._subset_ref is None:  # from the reference's kept matches: no second run of the model
+            subset = self.bootstrap.reference.subset(self.fast_images)
+            self._subset_ref = float(map50_95(subset.average_precision())[0])
         return self._subset_ref
 
 
@@ -277,12 +290,16 @@ def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe
                              precision="fp32", layout=HeadLayout.PIXEL, status="measured", role=Role.REFERENCE,
                              note="FP32 ONNX every target starts from",
                              open_runner=lambda: OnnxRuntimeRunner(full_onnx))
-        entry = _evaluate_artifact(onnx_fp32, head, eval_set, settings, ref.map50_95, full_onnx.parent, progress)
+        bootstrap = PairedBootstrap(ref.matches)
+        entry = _evaluate_artifact(onnx_fp32, head, eval_set, settings, ref.map50_95, full_onnx.parent, progress,
+                                   paired=bootstrap)
+    if warning := small_set_warning(len(eval_set)):
+        log(warning)
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
                  "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
     fast = fast_images if fast_images and fast_images < len(eval_set) else None
     return SharedResults(reference=reference, ref_map=ref.map50_95, onnx_fp32=entry, settings=settings,
-                         sample=sample, eval_set=eval_set, fast_images=fast)
+                         sample=sample, eval_set=eval_set, fast_images=fast, bootstrap=bootstrap)
 
 
 def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResults, staging: Path, timer,
@@ -317,21 +334,27 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     scored = [*artifacts, default_path.artifact] if default_path and default_path.artifact else artifacts
 
     settings, sample = shared.settings, shared.sample
+    matches: dict = {}  # artifact name -> its per-image matches, for the intervals of their differences
     with timer.stage("evaluate"):
         entries = [replace(shared.onnx_fp32)]
         for artifact in scored:
             if shared.fast_images and artifact.slow_evaluation:
-                subset_ref = shared.subset_ref_map(detector, head, progress)
-                entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging, progress)
+                subset_ref = shared.subset_ref_map()
+                entry = _evaluate_artifact(artifact, head, shared.subset(), settings, subset_ref, staging, progress,
+                                           paired=shared.bootstrap.subset(shared.fast_images), kept=matches)
                 entry.note = (f"{entry.note}; --fast: scored on the first {shared.fast_images} evaluation images "
                               f"(drop against FP32 on the same images)").lstrip("; ")
                 entry.extra = {**entry.extra, "evaluation_images": shared.fast_images}
             else:
-                entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging, progress)
+                entry = _evaluate_artifact(artifact, head, eval_set, settings, shared.ref_map, staging, progress,
+                                           paired=shared.bootstrap, kept=matches)
             entries.append(entry)
+        uncertainty = _uncertainty(entries, matches, shared)
     throughput = _time_artifacts(scored, entries, sample, recipe, timer, progress)
     search = None
     primary = next(e for e in entries if e.name == shipped.name)
+    if primary.name in matches:
+        shared.shipped_matches[recipe.target] = (primary, matches[primary.name])
     budget = recipe.budget(primary.drop_map50_95) if primary.drop_map50_95 is not None else None
     if budget is not None and recipe.search.enabled and primary.drop_map50_95 > budget:
         with timer.stage("search"):
@@ -357,7 +380,8 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}
                                     if f.remedy else {})} for f in findings],
         timings_s=timer.timings, throughput=throughput, calibration=asdict(calibration),
-        keep_float=list(job.keep_float), search=search, baseline=default_path.record() if default_path else {})
+        keep_float=list(job.keep_float), search=search, baseline=default_path.record() if default_path else {},
+        uncertainty=uncertainty)
     report_folder.mkdir(parents=True, exist_ok=True)
     report.write(report_folder)
     return report
@@ -514,8 +538,19 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
     return result
 
 
+def _uncertainty(entries: list[ArtifactEntry], matches: dict, shared: SharedResults) -> dict:
+    """report.json's `uncertainty`: how the intervals were made, and every pair of the target's non-reference
+    artifacts scored on the same images with the interval of their difference."""
+    full = {e.name: matches[e.name] for e in entries
+            if e.name in matches and e.role != Role.REFERENCE.value and "evaluation_images" not in e.extra}
+    return {**shared.bootstrap.record(), "comparisons": compare(full, shared.bootstrap)}
+
+
 def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, ref_map: float,
-                       staging: Path, progress: bool) -> ArtifactEntry:
+                       staging: Path, progress: bool, paired: PairedBootstrap | None = None,
+                       kept: dict | None = None) -> ArtifactEntry:
+    """Score one artifact against the reference figure `ref_map`; with `paired` (the reference's bootstrap on
+    the same images), the drop's interval too; `kept` receives its matches by name."""
     entry = ArtifactEntry(name=artifact.name, target=artifact.target, variant=artifact.variant,
                           path=str(artifact.path.relative_to(staging)) if artifact.path.is_relative_to(staging)
                           else str(artifact.path),
@@ -530,6 +565,10 @@ def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: Ev
         entry.runtime = runner.runtime
     entry.map50_95, entry.map50 = round(result.map50_95, 2), round(result.map50, 2)
     entry.drop_map50_95 = round(ref_map - result.map50_95, 2)
+    if paired is not None:
+        entry.drop_interval = paired.drop(result.matches).as_list()
+    if kept is not None:
+        kept[artifact.name] = result.matches
     log(f"{artifact.name}: mAP50-95 {entry.map50_95:.2f} ({artifact.status})")
     return entry
 

@@ -31,6 +31,8 @@ class ArtifactEntry:
     role: str = "deployable"  # edgeq.backend.Role: deployable, qat, comparison, reference, emulation-only
     # edgeq.backend.Precision.describe(): weights, activations, head, per-layer exceptions (`precision` is its label)
     precision_detail: dict[str, Any] = field(default_factory=dict)
+    # the drop's 95% interval [low, high] (paired bootstrap over the evaluation images, edgeq.evaluation.uncertainty)
+    drop_interval: list[float] | None = None
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Report:
     keep_float: list[str] = field(default_factory=list)  # layers the user kept out of INT8 (--keep-float)
     search: SearchResult | None = None  # when --max-drop started the mixed-precision search
     baseline: dict[str, Any] = field(default_factory=dict)  # --baseline: edgeq.baseline.ultralytics.BaselineOutcome
+    # how the drops' intervals were made, and each pair of artifacts with the interval of their difference
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     def write(self, folder: Path) -> None:
         (folder / "report.json").write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
@@ -68,12 +72,12 @@ class Report:
 
     def table(self) -> str:
         ref = self.reference
-        lines = ["| model | precision | mAP50-95 | mAP50 | drop (points) | latency | size | status | note |",
+        lines = ["| model | precision | mAP50-95 | mAP50 | drop (points, 95% interval) | latency | size | status | note |",
                  "|---|---|---:|---:|---:|---:|---:|---|---|",
                  f"| reference ({ref['runtime']}) | fp32 | {_num(ref['map50_95'])} | {_num(ref['map50'])} | | "
                  f"{_ms(ref.get('latency_ms'))} | | measured | source model |"]
         for a in self.artifacts:
-            drop = "" if a.drop_map50_95 is None else f"{a.drop_map50_95:.2f}"
+            drop = drop_text(a)
             lines.append(f"| {a.name} | {a.precision} | {_num(a.map50_95)} | {_num(a.map50)} | {drop} | "
                          f"{_ms(a.latency_ms)} | {_num(a.size_mb)} MB | {a.status} | {a.note} |")
         return "\n".join(lines)
@@ -89,6 +93,7 @@ class Report:
                  "FP32 reference; latency is the median on this machine's CPU where the target runs here.", "",
                  *self._head_line(),
                  self.table(), "",
+                 *self._uncertainty_lines(),
                  "*measured*: run by the target's own runtime here. *emulated*: the target's integer arithmetic "
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
                  "absent here; the files to build it on the device are in this folder.", ""]
@@ -104,6 +109,20 @@ class Report:
         parts += ["## Tools", "", ", ".join(f"{k} {v}" for k, v in self.tools.items()), "",
                   "## Timings", "", ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items()), ""]
         return "\n".join(parts)
+
+    def _uncertainty_lines(self) -> list[str]:
+        u = self.uncertainty
+        if not u:
+            return []
+        from edgeq.evaluation.uncertainty import noise_words
+
+        lines = [f"Intervals: {u['confidence']:.0%}, {u['method']}, {u['resamples']} resamples (seed {u['seed']}) of "
+                 f"the {u['images']} images; a drop whose interval contains 0 is not told apart from FP32."]
+        if u.get("warning"):
+            lines.append(f"**Warning**: {u['warning']}.")
+        if words := noise_words(u.get("comparisons", [])):
+            lines.append(words)
+        return [" ".join(lines), ""]
 
     def default_path_gain(self) -> tuple[ArtifactEntry, ArtifactEntry] | None:
         """(edgeq's shipped entry, Ultralytics' entry) when both have figures: the comparison --baseline asks for."""
@@ -125,10 +144,11 @@ class Report:
             return []
         ours, theirs = pair
         gain = theirs.drop_map50_95 - ours.drop_map50_95
+        noise = gain_interval_text(self.uncertainty.get("comparisons", []), ours.name, theirs.name)
         return [f"Default path: {b['source']}'s own INT8 export of the same checkpoint (`{b['command']}`, its "
                 f"data.yaml listing this run's calibration images), scored on the same images: drop "
                 f"{theirs.drop_map50_95:.2f} against edgeq's {ours.drop_map50_95:.2f} ({ours.name}): edgeq "
-                f"{'gains' if gain >= 0 else 'loses'} **{abs(gain):.2f}** points. Its export log: `{b['log']}`.", ""]
+                f"{'gains' if gain >= 0 else 'loses'} **{abs(gain):.2f}** points{noise}. Its export log: `{b['log']}`.", ""]
 
     def _calibration_lines(self) -> list[str]:
         c = self.calibration
@@ -290,7 +310,7 @@ class Report:
         for y, value in enumerate(values):
             left.text(value, y, f" {value:.2f}", va="center", fontsize=8)
         drops = [a.drop_map50_95 for a in rows]
-        right.barh(names, drops, color=colours)
+        right.barh(names, drops, color=colours, **_error_bars(rows))
         right.axvline(0, color="black", linewidth=1)
         right.set_xlabel("drop vs FP32 (points, lower is better)")
         for y, value in enumerate(drops):
@@ -302,6 +322,37 @@ class Report:
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
+
+
+def gain_interval_text(comparisons: list[dict], ours: str, theirs: str) -> str:
+    """` (95% interval a to b[: within noise ...])` for edgeq's gain over the default path (ours - theirs in mAP,
+    which is their drop minus ours), or "" when the pair was not compared."""
+    from edgeq.evaluation.uncertainty import oriented
+
+    pair = oriented(comparisons, ours, theirs)
+    if pair is None:
+        return ""
+    low, high = pair["interval"]
+    return f" (95% interval {low:.2f} to {high:.2f}" + (
+        ": within noise, these images cannot tell the two apart)" if pair["within_noise"] else ")")
+
+
+def drop_text(entry: ArtifactEntry) -> str:
+    """The drop with its interval, as every table prints it: `0.68 (0.31 to 1.02)`."""
+    if entry.drop_map50_95 is None:
+        return ""
+    if entry.drop_interval is None:
+        return f"{entry.drop_map50_95:.2f}"
+    return f"{entry.drop_map50_95:.2f} ({entry.drop_interval[0]:.2f} to {entry.drop_interval[1]:.2f})"
+
+
+def _error_bars(rows: list[ArtifactEntry]) -> dict:
+    """barh's xerr for the drops' 95% intervals (none when any row has no interval)."""
+    if any(e.drop_interval is None for e in rows):
+        return {}
+    low = [max(0.0, e.drop_map50_95 - e.drop_interval[0]) for e in rows]
+    high = [max(0.0, e.drop_interval[1] - e.drop_map50_95) for e in rows]
+    return {"xerr": [low, high], "error_kw": {"ecolor": "black", "capsize": 3, "linewidth": 1}}
 
 
 def _num(value: float | None) -> str:

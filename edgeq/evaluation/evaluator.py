@@ -5,13 +5,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeq.data import LabelStats, preprocess, read_image, read_labels
 from edgeq.evaluation.decode import select_detections
+from edgeq.evaluation.matches import MatchTable
 from edgeq.evaluation.metrics import CocoAccumulator
 from edgeq.head import HeadLayout, HeadSpec
 from edgeq.progress import bar
@@ -30,6 +31,8 @@ class EvalResult:
     map50_95: float
     map50: float
     images: int
+    # per-image matches: intervals, per-class and threshold figures come from them without re-running the model
+    matches: MatchTable | None = field(default=None, compare=False, repr=False)
 
 
 class EvalSet:
@@ -61,7 +64,7 @@ def evaluate(runner: Runner, layout: HeadLayout, head: HeadSpec, data: EvalSet,
             dets[:, :4] = box.to_original(dets[:, :4])
             coco.add(box.shape, labels, dets)
     map50_95, map50 = coco.score()
-    return EvalResult(map50_95=map50_95, map50=map50, images=len(data))
+    return EvalResult(map50_95=map50_95, map50=map50, images=len(data), matches=coco.matches())
 
 
 def median_latency_ms(runner: Runner, batch: np.ndarray, runs: int = 50, warmup: int = 5) -> float:

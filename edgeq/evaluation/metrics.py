@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeq.evaluation.matches import MatchTable, match_images
+
 
 @dataclass
 class CocoAccumulator:
@@ -53,3 +55,7 @@ class CocoAccumulator:
             ev.accumulate()
             ev.summarize()
         return float(ev.stats[0]) * 100.0, float(ev.stats[1]) * 100.0
+
+    def matches(self) -> MatchTable:
+        """The per-image matches behind `score()`, for the figures derived from them (edgeq.evaluation.matches)."""
+        return match_images(len(self.images), self.nc, self.annotations, self.detections)

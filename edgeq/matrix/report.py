@@ -5,11 +5,11 @@ latency where it was measured). Each target's own report, artifacts and deploy k
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeq.report import ArtifactEntry, _ms, _num
+from edgeq.report import ArtifactEntry, _error_bars, _ms, _num, drop_text, gain_interval_text
 
 _COLOURS = {"FP32 model": "#718096", "head FP32 on the host": "#2b6cb0", "head FP32 in the graph": "#2c9c8f",
             "head INT8, normalized boxes": "#dd8a2b", "head INT8, pixel boxes": "#c53030",
@@ -40,6 +40,7 @@ class TargetOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)  # --baseline: the target report's record of it
+    comparisons: list[dict] = field(default_factory=list)  # the target report's pairs of artifacts (uncertainty)
 
     def primary(self) -> ArtifactEntry | None:
         """The artifact the target ships (the one --max-drop gates), as a single export picks it."""
@@ -64,6 +65,8 @@ class MatrixReport:
     fast_images: int | None = None
     max_drop: float | None = None
     fallback_allowed: bool = True
+    # how the intervals were made, and each pair of targets' deployable artifacts with their difference's interval
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     # --- what the CLI gates on ---------------------------------------------------------------------------------
 
@@ -85,12 +88,12 @@ class MatrixReport:
 
     def table(self) -> str:
         ref = self.reference
-        lines = ["| target | artifact | precision | head | mAP50-95 | mAP50 | drop | latency | size | status | "
+        lines = ["| target | artifact | precision | head | mAP50-95 | mAP50 | drop (95% interval) | latency | size | status | "
                  "findings |", "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|",
                  f"| reference | pytorch-fp32 ({ref['runtime']}) | fp32 | | {ref['map50_95']:.2f} | "
                  f"{ref['map50']:.2f} | | | | measured | |",
                  f"| all | {self.onnx_fp32.name} | fp32 | | {_num(self.onnx_fp32.map50_95)} | "
-                 f"{_num(self.onnx_fp32.map50)} | {_num(self.onnx_fp32.drop_map50_95)} | | "
+                 f"{_num(self.onnx_fp32.map50)} | {drop_text(self.onnx_fp32)} | | "
                  f"{_num(self.onnx_fp32.size_mb)} MB | measured | |"]
         for o in self.outcomes:
             if o.status != "built":
@@ -105,7 +108,7 @@ class MatrixReport:
                 subset = e.extra.get("evaluation_images")  # --fast: scored on fewer images, said beside the figure
                 on = f" (on {subset})" if subset else ""
                 lines.append(f"| {o.target} | {e.name}{mark} | {e.precision} | {head_treatment(e)} | "
-                             f"{_num(e.map50_95)}{on} | {_num(e.map50)}{on} | {_num(e.drop_map50_95)}{budget} | "
+                             f"{_num(e.map50_95)}{on} | {_num(e.map50)}{on} | {drop_text(e)}{budget} | "
                              f"{_ms(e.latency_ms)} | {_num(e.size_mb)} MB | {e.status} | {o.findings} |")
         return "\n".join(lines)
 
@@ -125,7 +128,7 @@ class MatrixReport:
             parts += ["Fallback to the host was allowed for every target so each one has a figure; the findings "
                       "column counts the target's rule findings (each target's report lists them). A single-target "
                       "export applies the target's own default.", ""]
-        parts += [self.table(), "", "![accuracy and latency per target](report.png)", "",
+        parts += [self.table(), "", *self._noise_lines(), "![accuracy and latency per target](report.png)", "",
                   "## Per target", "", "| target | status | time | stages | folder |", "|---|---|---:|---|---|"]
         for o in self.outcomes:
             stages = ", ".join(f"{k} {v:.0f} s" for k, v in o.timings.items())
@@ -135,6 +138,20 @@ class MatrixReport:
         shared = ", ".join(f"{k} {v:.0f} s" for k, v in self.shared_timings.items())
         parts += ["", f"Shared work (once): {shared}. Whole run: {self.seconds:.0f} s.", ""]
         return "\n".join(parts)
+
+    def _noise_lines(self) -> list[str]:
+        """Which targets' deployable drops these images tell apart, in words."""
+        u = self.uncertainty
+        if not u:
+            return []
+        from edgeq.evaluation.uncertainty import noise_words
+
+        lines = [f"Drops carry their {u['confidence']:.0%} interval ({u['method']}, {u['resamples']} resamples, "
+                 f"seed {u['seed']}). Between targets (deployable artifacts, same images):"]
+        if u.get("warning"):
+            lines.append(f"**Warning**: {u['warning']}.")
+        lines.append(noise_words(u.get("comparisons", [])) or "fewer than two targets to compare.")
+        return [" ".join(lines), ""]
 
     def default_path_rows(self) -> list[dict[str, Any]]:
         """--baseline: per target, edgeq's deployable artifact against Ultralytics' own export of the same checkpoint
@@ -147,6 +164,8 @@ class MatrixReport:
             theirs = next((e for e in o.artifacts if e.role == "baseline" and e.drop_map50_95 is not None), None)
             rows.append({"target": o.target, "command": o.baseline["command"], "ours": ours, "theirs": theirs,
                          "reason": o.baseline["reason"],
+                         "interval": gain_interval_text(o.comparisons, ours.name, theirs.name) if ours and theirs
+                         else "",
                          "gain": theirs.drop_map50_95 - ours.drop_map50_95 if ours and theirs else None})
         return rows
 
@@ -167,7 +186,7 @@ class MatrixReport:
             if theirs is None:
                 lines.append(f"| {r['target']} | {mine} | not built here: {r['reason']} | | | `{r['command']}` |")
                 continue
-            gain = f"**{r['gain']:+.2f}**" if r["gain"] is not None else ""
+            gain = f"**{r['gain']:+.2f}**{r['interval']}" if r["gain"] is not None else ""
             lines.append(f"| {r['target']} | {mine} | {theirs.name} ({theirs.status}) | "
                          f"{_num(theirs.drop_map50_95)} | {gain} | `{r['command']}` |")
         return [*lines, ""]
@@ -193,8 +212,9 @@ class MatrixReport:
         drops = [e.drop_map50_95 for _, e in rows]
         # zoom to where the deployable artifacts differ: a naive head losing everything would flatten the rest
         limit = max(1.0, 6 * float(np.median(np.abs(drops))) + 0.5, self.max_drop or 0.0)
-        bars = left.barh(labels, [min(d, limit) for d in drops],
-                         color=[_COLOURS[head_treatment(e)] for _, e in rows])
+        clipped = [replace(e, drop_map50_95=min(e.drop_map50_95, limit)) for _, e in rows]
+        bars = left.barh(labels, [e.drop_map50_95 for e in clipped],
+                         color=[_COLOURS[head_treatment(e)] for _, e in rows], **_error_bars(clipped))
         for bar, (_, e) in zip(bars, rows, strict=True):
             if e.role == "baseline":  # Ultralytics' own export: the same colours for its head, hatched
                 bar.set_hatch("//")

@@ -104,9 +104,12 @@ def export_baseline(target: str, spec: UltralyticsExport | None, *, checkpoint: 
                 script=Path(__file__).with_name("ultralytics_worker.py"), workdir=workdir, log=log, stage=STAGE,
                 timeout_s=3600, job={"checkpoint": str(Path(checkpoint).resolve()), "trust_model": trust_model,
                                      "named_as": str(named_as), "format": spec.format, "args": spec.args,
+                                     "needs_modules": list(spec.needs_modules),
                                      "imgsz": imgsz, "data": str(data.resolve())}))
         except StageError as exc:  # Ultralytics' failure is the baseline's, not the export's
             result = {"skipped": f"Ultralytics' {spec.format} export failed: {exc.detail}"}
+        if " needs " in result.get("skipped", "") and spec.install:
+            result["skipped"] += f" ({spec.install})"
         found = sorted(workdir.glob(spec.artifact))
         shared[spec.key()] = (result.get("skipped") or ("" if found else
                               f"Ultralytics' export wrote no file matching {spec.artifact} (see {log.name})"),

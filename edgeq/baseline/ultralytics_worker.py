@@ -45,7 +45,16 @@ def _refuse_missing(requirements=(), exclude=(), install=True, cmds="", constrai
 
 
 def run(job):
+    from importlib.util import find_spec
+
     from edgeq.env import offline_ultralytics
+
+    # what the format imports, looked up here, in the interpreter that exports (Ultralytics would fail later, on
+    # the device or deep in the exporter, with a message that does not say what is missing)
+    absent = [m for m in job.get("needs_modules", []) if find_spec(m) is None]
+    if absent:
+        return {"skipped": f"Ultralytics' {job['format']} export needs {', '.join(absent)}, not installed in "
+                           f"the interpreter that runs it"}
 
     offline_ultralytics()
     import ultralytics.utils.checks as checks

@@ -66,3 +66,20 @@ def test_unknown_baseline_is_refused(cli, tmp_path, capsys, value):
     with pytest.raises(EdgeqError, match="--baseline ultralytics"):
         edgeq.export("demo", target="onnxruntime", baseline=value, out=tmp_path / "api")
     assert not (tmp_path / "api").exists()
+
+
+def test_module_the_format_needs_is_looked_up_where_it_exports(tmp_path, demo_pt, monkeypatch):
+    """In the interpreter that runs Ultralytics (EDGEQ_ULTRALYTICS_PYTHON; here a script running edgeq's own): a missing
+    module is one skipped line with the install command, before Ultralytics tries a device it does not have."""
+    import sys
+
+    spec = UltralyticsExport(format="engine", args={"device": 0}, artifact="*.engine", precision="int8",
+                             needs_modules=["no_such_module_edgeq"], install="install TensorRT")
+    other = tmp_path / "python"  # another path to the same interpreter (a link would lose the venv)
+    other.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    other.chmod(0o755)
+    monkeypatch.setenv("EDGEQ_ULTRALYTICS_PYTHON", str(other))
+    outcome = export_baseline("x", spec, checkpoint=demo_pt, imgsz=64, calib_paths=[], names=["a"],
+                              folder=tmp_path / "b", log_dir=tmp_path, trust_model=False, shared={}, open_runner=None)
+    assert outcome.artifact is None
+    assert "needs no_such_module_edgeq" in outcome.skipped and "(install TensorRT)" in outcome.skipped

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeq.plugin import (
@@ -204,7 +205,24 @@ class TFLiteBackend(Backend):
             notes.append(self._compile(job, path, log_dir, extra, companions))
         if job.profile.figures == "emulated":
             notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} INT8 kernels")
-        return self._artifact(job, head, granularity, path, role, "; ".join(notes), extra, companions), findings
+        kernels = self._check_kernels(job, path)
+        if kernels is not None:
+            notes.append(kernels.note())
+            extra["kernel_check"] = kernels.record()
+        artifact = self._artifact(job, head, granularity, path, role, "; ".join(notes), extra, companions, kernels)
+        return artifact, findings
+
+    def _check_kernels(self, job: Job, path: Path):
+        """Reference kernels asked for: whether a faster LiteRT path computes exactly what they compute here."""
+        if job.options.kernels != "reference":
+            return None
+        from edgeq_tflite.kernels import check_kernels
+
+        images = [np.asarray(job.calibration[i], dtype=np.float32)
+                  for i in range(min(job.options.kernel_check_images, len(job.calibration)))]
+        check = check_kernels(path, images)
+        log(f"{path.stem}: {check.note()}")
+        return check
 
     def _op_table(self, job: Job, path: Path, graph):
         from edgeq_tflite.optable import build_op_table
@@ -218,15 +236,19 @@ class TFLiteBackend(Backend):
         return table
 
     def _artifact(self, job: Job, head: str, granularity: str, path: Path, role: Role, note: str, extra: dict,
-                  companions: list[Path]) -> Artifact:
+                  companions: list[Path], kernels=None) -> Artifact:
+        from edgeq_tflite.kernels import parallel_interpreters
         from edgeq_tflite.runner import LiteRTRunner
 
-        layout, reference = HeadLayout(head), job.options.kernels == "reference"
+        layout = HeadLayout(head)
+        resolver = ("BUILTIN_REF" if kernels is None or not kernels.identical else kernels.chosen) \
+            if job.options.kernels == "reference" else "AUTO"
+        reference, parallel = resolver == "BUILTIN_REF", parallel_interpreters()
         return Artifact(
             name=path.stem, target=job.target, variant=f"int8-{head}-{granularity}", path=path,
             precision=Precision.int8(head="fp32" if layout is HeadLayout.DETACHED else None), role=role, layout=layout,
             status=job.profile.figures, note=note,
-            open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, reference_kernels=reference),
+            open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, resolver=resolver, parallel=parallel),
             measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions),
             slow_evaluation=reference)
 

@@ -29,6 +29,9 @@ class TFLiteFamilyOptions(BackendOptions):
     # LiteRT kernels that score the artifact here: reference = the plain INT8 reference kernels (the integer
     # arithmetic accelerators implement; slow), optimized = XNNPACK / optimized builtins (what a CPU deploys).
     kernels: Literal["reference", "optimized"] = "optimized"
+    # reference kernels: calibration images on which LiteRT's optimized kernels are compared with them, element by
+    # element; bit-identical on all of them, the optimized kernels score the file (0: always the reference ones).
+    kernel_check_images: int = Field(4, ge=0)
 
     _listify = field_validator("granularity", "heads", mode="before")(_as_list)
 

@@ -24,22 +24,35 @@ class LiteRTRunner(Runner):
     runtime = "litert"
 
     def __init__(self, path: Path, head: HeadSpec | None = None, layout: HeadLayout | None = None,
-                 reference_kernels: bool = False, num_threads: int | None = None) -> None:
+                 reference_kernels: bool = False, num_threads: int | None = None, resolver: str | None = None,
+                 parallel: int = 1) -> None:
+        """`resolver` names a LiteRT OpResolverType outright (a kernel check's choice); `parallel` reference-kernel
+        interpreters run side by side, each on one thread (the same arithmetic, `parallel` times the images)."""
         super().__init__(path)
         self.head, self.layout = head, layout
-        self.reference_kernels = reference_kernels
+        self.resolver = resolver or ("BUILTIN_REF" if reference_kernels else "AUTO")
+        self.reference_kernels = self.resolver == "BUILTIN_REF"
         self.num_threads = num_threads or os.cpu_count() or 1
+        self.parallel = max(1, parallel) if self.reference_kernels else 1
+        self._pool = None  # with `parallel`: worker processes, one interpreter each
+
+    def _interpreter(self):
+        return _open_interpreter(self.path, self.resolver, 1 if self.parallel > 1 else self.num_threads)
 
     def load(self) -> None:
         import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        resolver = OpResolverType.BUILTIN_REF if self.reference_kernels else OpResolverType.AUTO
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads,
-                                       experimental_op_resolver_type=resolver)
-        self.interpreter.allocate_tensors()
+        self.interpreter = self._interpreter()
         version = getattr(ai_edge_litert, "__version__", "")
-        kernels = "reference INT8 kernels" if self.reference_kernels else "optimized kernels"
+        kernels = {"BUILTIN_REF": "reference INT8 kernels", "AUTO": "optimized kernels",
+                   "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "optimized builtin kernels"}.get(self.resolver, self.resolver)
+        if self.parallel > 1:  # processes: LiteRT holds the GIL while it invokes
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.parallel, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=(str(self.path), self.resolver))
+            kernels += f", {self.parallel} processes in parallel"
         self.runtime = f"ai-edge-litert {version} ({kernels})".replace("  ", " ")
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
@@ -53,7 +66,12 @@ class LiteRTRunner(Runner):
         self.input_shape = (n, c, h, w)  # what infer() takes: NCHW, like every runner
         self.outputs = self._map_outputs(self.interpreter.get_output_details())
 
+    @property
+    def eval_batch(self) -> int:
+        return self.input_shape[0] * (self.parallel if self._pool is not None else 1) if self.input_shape else 1
+
     def resize(self, batch: int) -> None:
+        self._stop_pool()  # a resized runner is timed: one interpreter
         n, c, h, w = self.input_shape
         try:
             self.interpreter.resize_tensor_input(self.input["index"],
@@ -106,8 +124,8 @@ class LiteRTRunner(Runner):
             raise EdgeqError(f"'{self.path.name}': output '{name}' has shape {shape}, expected {want} (NCHW)",
                              "re-export the model: its outputs do not match its head description")
 
-    def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
-        spec, n = self.head, self.input_shape[0] if self.input_shape else 1
+    def _canonical_shapes(self, batch: int | None = None) -> dict[str, tuple[int, ...]]:
+        spec, n = self.head, batch or (self.input_shape[0] if self.input_shape else 1)
         shapes = {OUTPUT_NAME: (n, 4 + spec.nc, sum(h * w for h, w in spec.grids))}
         for i, (h, w) in enumerate(spec.grids):
             shapes[f"box_{i}"] = (n, 4 * spec.reg_max, h, w)
@@ -154,25 +172,64 @@ class LiteRTRunner(Runner):
     # --- inference -----------------------------------------------------------------------------------------
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        x = np.asarray(images, dtype=np.float32)
-        if not self.channels_first:
-            x = np.transpose(x, (0, 2, 3, 1))
-        dtype = self.input["dtype"]
-        if dtype in (np.int8, np.uint8):
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+        n = self.input_shape[0]
+        if self._pool is not None and len(images) > n:  # one static batch per worker process, side by side
+            parts = list(self._pool.map(_invoke_in_worker, [self._quantized(images[i:i + n])
+                                                            for i in range(0, len(images), n)]))
+            return self._dequantized({i: np.concatenate([p[i] for p in parts]) for i in parts[0]})
+        x = self._quantized(images)
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
-        shapes = self._canonical_shapes() if self.head is not None else {}
+        return self._dequantized({d["index"]: self.interpreter.get_tensor(d["index"]) for _, d in self.outputs})
+
+    def _quantized(self, images: np.ndarray) -> np.ndarray:
+        from edgeq_tflite.kernels import quantize_input
+
+        x = np.asarray(images, dtype=np.float32)
+        return quantize_input(self.input, x if self.channels_first else np.transpose(x, (0, 2, 3, 1)))
+
+    def _dequantized(self, raw: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = len(next(iter(raw.values())))  # a parallel runner's outputs hold several static batches
+        shapes = self._canonical_shapes(batch) if self.head is not None else {}
         result = {}
         for name, d in self.outputs:
-            y = self.interpreter.get_tensor(d["index"])
+            y = raw[d["index"]]
             if d["dtype"] in (np.int8, np.uint8, np.int16):
                 scale, zero = d["quantization"]
                 y = (y.astype(np.float32) - zero) * scale
             result[name] = self._to_canonical(y.astype(np.float32, copy=False), shapes.get(name))
         return result
 
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+        self._pool = None
+
     def close(self) -> None:
+        self._stop_pool()
         self.interpreter = None
+
+
+def _open_interpreter(path: Path, resolver: str, threads: int):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                              experimental_op_resolver_type=getattr(OpResolverType, resolver))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+_WORKER_INTERPRETER = None  # in a worker process of a parallel runner: its one interpreter
+
+
+def _start_worker(path: str, resolver: str) -> None:
+    global _WORKER_INTERPRETER
+    _WORKER_INTERPRETER = _open_interpreter(Path(path), resolver, 1)
+
+
+def _invoke_in_worker(x: np.ndarray) -> dict[int, np.ndarray]:
+    """One static batch through the worker's interpreter: its raw (integer) outputs by tensor index."""
+    interpreter = _WORKER_INTERPRETER
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return {d["index"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}

@@ -51,7 +51,7 @@ class EvalSet:
 def evaluate(runner: Runner, layout: HeadLayout, head: HeadSpec, data: EvalSet,
              settings: EvalSettings = EvalSettings(), desc: str = "eval", progress: bool = True) -> EvalResult:
     coco = CocoAccumulator(nc=head.nc)
-    batch = (runner.input_shape or (1,))[0]  # a static batch-N artifact takes N images per call
+    batch = runner.eval_batch  # a static batch-N artifact takes N images per call
     pairs = list(zip(data.images, data.labels))
     for start in bar(range(0, len(pairs), batch), desc=desc, enabled=progress, total=-(-len(pairs) // batch)):
         chunk = pairs[start:start + batch]

@@ -30,6 +30,12 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]: ...
 
+    @property
+    def eval_batch(self) -> int:
+        """Images the evaluator hands `infer` at once: the static batch, or more where the runner runs several
+        copies of the model side by side (LiteRT's single-threaded reference kernels)."""
+        return (self.input_shape or (1,))[0]
+
     def resize(self, batch: int) -> None:
         """From now on `infer` takes `batch` images per call (after `load`). A runtime that can re-plan a graph
         built at batch 1 implements it (OpenVINO, LiteRT); it is how throughput is timed at batch 4 and 8."""

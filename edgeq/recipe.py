@@ -7,6 +7,7 @@ merged recipe before validation, so the CLI and the YAML share one schema.
 from __future__ import annotations
 
 import math
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -137,6 +138,11 @@ def _read(name_or_path: str, chain: tuple[Path, ...] = (), sources: list[Path] |
     if sources is not None:
         sources.append(real)
     data = load_mapping(path, "recipe", "write the recipe as 'key: value' YAML lines")
+    renamed = data.pop("renamed_to", None)
+    if isinstance(renamed, str):  # an old name kept as an alias: one line says the new one, then it is read
+        print(f"edgeq: note: recipe '{name_or_path}' is now '{renamed}' ({data.get('why', 'renamed')})",
+              file=sys.stderr)
+        return _read(renamed, (*chain, real), sources)
     parent = data.pop("extends", None)
     if parent is not None and not isinstance(parent, str):
         raise EdgeqError(f"recipe '{path}': extends: {parent!r} is not a recipe name or path",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeq.plugin import (
     HEAD_PREFIX,
@@ -44,7 +44,33 @@ from edgeq.plugin import (
 HERE = Path(__file__).parent
 
 
-class TensorRTOptions(BackendOptions):
+class _GenerationOptions(BackendOptions):
+    """Which TensorRT generations the export builds for (each in its own subfolder), and for which Jetson."""
+
+    tensorrt: Literal["10", "11", "both"] = "both"  # 10: JetPack 6 (weakly typed); 11: JetPack 7 (strongly typed)
+    jetson: Literal["agx-orin", "orin-nx", "orin-nano", "thor"] | None = None  # the device, where a recipe says it
+
+    @field_validator("tensorrt", mode="before")
+    @classmethod
+    def _generation(cls, value):
+        text = str(value).strip()
+        if text not in ("10", "11", "both"):
+            raise ValueError(f"'{value}' is not a TensorRT generation edgeq builds for: 10 (JetPack 6), "
+                             "11 (JetPack 7) or both")
+        return text
+
+    @model_validator(mode="after")
+    def _device_has_it(self):
+        from edgeq_tensorrt.generations import check_device
+
+        try:
+            check_device(self.jetson, self.tensorrt, dla=isinstance(self, DLAOptions))
+        except EdgeqError as exc:
+            raise ValueError(exc.one_line()) from None
+        return self
+
+
+class TensorRTOptions(_GenerationOptions):
     # The activation calibration is the recipe's calibration.method (profiles.yaml lists what is offered). Its
     # default, ModelOpt's entropy (TensorRT's IInt8EntropyCalibrator2 criterion), clips the rare outliers that
     # max keeps: YOLO26n's GPU Q/DQ graph lost 1.12 mAP50-95 points with max, 0.36 with entropy; on DLA 1.08 -> 0.28.
@@ -52,7 +78,7 @@ class TensorRTOptions(BackendOptions):
     build_engine: bool = True  # where `tensorrt` imports: build and evaluate the engine (`measured`)
 
 
-class DLAOptions(BackendOptions):
+class DLAOptions(_GenerationOptions):
     unify_scales: bool = True  # DLA needs equal Concat input/output scales; pooling keeps its input scale
     detach_head: bool = True  # engine ends at box_i/cls_i; DFL, sigmoid and boxes on the host in FP32
     fp16_last_convs: bool = True  # the Conv producing each box_i/cls_i runs FP16 (layer precisions)
@@ -84,8 +110,8 @@ class TensorRTDeploy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     device_needs: str
-    build: tuple[str, ...]
-    run_example: str
+    build: dict[str, tuple[str, ...]]  # per TensorRT generation; `{folder}` is its subfolder
+    run_example: str  # for the shipped (first) generation
     input_note: str = ""
 
 
@@ -128,11 +154,16 @@ class TensorRTBackend(Backend):
             shutil.rmtree(work, ignore_errors=True)
 
     def deploy_steps(self, job: Job, artifacts: list[Artifact]) -> DeploySteps:
+        from edgeq_tensorrt.generations import selected
+
         deploy: TensorRTDeploy = job.profile.deploy
-        return DeploySteps(runtime="TensorRT's Python bindings with cuda-python (the engine is built on the device "
-                           "itself: engines do not move between TensorRT versions or GPUs)",
-                           device_needs=deploy.device_needs, script=HERE / "kit_infer.py", build=deploy.build,
-                           input_note=deploy.input_note, run_example=deploy.run_example)
+        gens = selected(job.options.tensorrt)
+        build = tuple(line for g in gens for line in (f"# {g.jetpack}:",
+                                                      *(c.format(folder=g.folder) for c in deploy.build[g.name])))
+        return DeploySteps(runtime="TensorRT's Python bindings with cuda-python, TensorRT 10 or 11 (the engine is "
+                           "built on the device itself: engines do not move between TensorRT versions or GPUs)",
+                           device_needs=deploy.device_needs, script=HERE / "kit_infer.py", build=build,
+                           input_note=deploy.input_note, run_example=deploy.run_example.format(folder=gens[0].folder))
 
     def quantization_aware(self, target: str):
         from edgeq_tensorrt.qat import ModelOptQuantAwareTraining
@@ -165,20 +196,40 @@ class GpuQdqPipeline:
 
     def build(self, job: Job, work: Path) -> BuildResult:
         out = job.staging / job.target
-        out.mkdir(parents=True, exist_ok=True)
-        qdq_path, extra = self._quantize(job, work, out)
+        gens = _generations_built(job)
+        artifacts = self._generations(job, work, out, gens, job.full_onnx, qat=False)
+        if job.qat_onnx is not None:
+            artifacts[:0] = self._generations(job, work / "qat", out, gens, _qat_full(job, work), qat=True)
+        return BuildResult(artifacts)
+
+    def _generations(self, job: Job, work: Path, out: Path, gens, source: Path, qat: bool) -> list[Artifact]:
+        """One calibration, then per generation its ONNX, build script and engine row: TensorRT 10 builds the
+        Q/DQ ONNX with --int8 --fp16; TensorRT 11 builds the same Q/DQ ONNX with its float layers typed FP16."""
+        from edgeq_tensorrt.autocast import autocast_fp16
+        from edgeq_tensorrt.ptq import calibration_array
         from edgeq_tensorrt.scripts import write_gpu_shell
 
-        script = write_gpu_shell(qdq_path.name, out / "build_engine.sh")
-        artifacts = [self._qdq_artifact(job, qdq_path, extra, script)]
-        if job.qat_onnx is not None:
-            qat_path, qat_extra = self._quantize(job, work / "qat", out, source=_qat_full(job, work),
-                                                 name="model-int8-qat-qdq.onnx")
-            qat_script = write_gpu_shell(qat_path.name, out / "build_engine_qat.sh")
-            artifacts.insert(0, self._qdq_artifact(job, qat_path, qat_extra, qat_script, qat=True))
-        if not job.primary_only:
-            artifacts.append(self._engine_artifact(job, qdq_path, out / "model-int8.engine", extra, script))
-        return BuildResult(artifacts)
+        suffix = "-qat" if qat else ""
+        folders = {g.name: out / g.folder for g in gens}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        first = folders["10"] if "10" in folders else work
+        qdq_path, extra = self._quantize(job, work, first, source=source, name=f"model-int8{suffix}-qdq.onnx")
+        artifacts, engines = [], []
+        for gen in gens:
+            path, gen_extra = qdq_path, dict(extra, tensorrt=gen.name)
+            if gen.name == "11":
+                path = folders["11"] / f"model-int8{suffix}-qdq-fp16.onnx"
+                gen_extra.update(autocast_fp16(qdq_path, path, calibration_array(job.calibration), work,
+                                               job.log_dir / f"tensorrt-autocast{suffix}.log"))
+            script = write_gpu_shell(path.name, folders[gen.name] / f"build_engine{'_qat' if qat else ''}.sh",
+                                     gen.name)
+            shipped = not artifacts  # the first generation is the one the target ships; the other is beside it
+            artifacts.append(self._qdq_artifact(job, path, gen_extra, script, gen, qat=qat, shipped=shipped))
+            if not qat and not job.primary_only:
+                engines.append(self._engine_artifact(job, path, folders[gen.name] / "model-int8.engine", gen_extra,
+                                                     script, gen))
+        return artifacts + engines
 
     def _quantize(self, job: Job, work: Path, out: Path, source: Path | None = None,
                   name: str = "model-int8-qdq.onnx") -> tuple[Path, dict]:
@@ -199,7 +250,8 @@ class GpuQdqPipeline:
                           "qdq_pairs": count_qdq(model), "calibration_method": method,
                           "kept_float": list(job.keep_float)}
 
-    def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path, qat: bool = False) -> Artifact:
+    def _qdq_artifact(self, job: Job, qdq_path: Path, extra: dict, script: Path, gen, qat: bool = False,
+                      shipped: bool = True) -> Artifact:
         from edgeq.plugin import OnnxRuntimeRunner
 
         unified = f"{extra['merged_quantizers']} quantizers merged into shared scales" if job.plan.scheme.unified \
@@ -207,29 +259,43 @@ class GpuQdqPipeline:
         kept = f", {len(job.keep_float)} layer(s) kept out of INT8" if job.keep_float else ""
         what = (f"QAT weights, Q/DQ placed and calibrated on them by ModelOpt PTQ ({extra['calibration_method']})"
                 if qat else f"ModelOpt PTQ ({extra['calibration_method']})")
+        if gen.name == "11":
+            typed = (f"float layers typed FP16 by ModelOpt AutoCast ({extra['fp16_nodes']} FP16, "
+                     f"{extra['fp32_nodes']} FP32 nodes), decode head FP32")
+            label, suffix = "int8-qdq-fp16", "-trt11"
+        else:
+            typed, label, suffix = "decode head in float", "int8-qdq", ""
+        role = _shipped_role(qat, shipped)
         return Artifact(
-            name=f"{job.target}-int8-{'qat-' if qat else ''}qdq", target=job.target,
-            variant="int8-qat" if qat else "int8", path=qdq_path, role=Role.QAT if qat else Role.DEPLOYABLE,
+            name=f"{job.target}{suffix}-int8-{'qat-' if qat else ''}{label.removeprefix('int8-')}", target=job.target,
+            variant=("int8-qat" if qat else "int8") + suffix, path=qdq_path, role=role,
             precision=Precision.int8(head="fp32", keep=job.keep_float), layout=HeadLayout.PIXEL,
             status=job.profile.figures,
-            note=f"{what}, decode head in float{kept}, {unified}; Q/DQ graph run in ONNX Runtime",
+            note=f"{gen.label} ({gen.folder}/): {what}, {typed}{kept}, {unified}; Q/DQ graph run in ONNX Runtime",
             open_runner=lambda: OnnxRuntimeRunner(qdq_path), extra=extra, companions=(script,))
 
-    def _engine_artifact(self, job: Job, qdq_path: Path, engine_path: Path, extra: dict, script: Path) -> Artifact:
-        from edgeq_tensorrt.runner import build_engine, tensorrt_available
+    def _engine_artifact(self, job: Job, qdq_path: Path, engine_path: Path, extra: dict, script: Path,
+                         gen) -> Artifact:
+        from edgeq_tensorrt.generations import parse_version
+        from edgeq_tensorrt.runner import build_engine, installed_version
 
         opts: TensorRTOptions = job.options
-        common = {"name": f"{job.target}-int8-engine", "target": job.target, "variant": "int8-engine",
-                  "path": engine_path, "precision": Precision.int8(head="fp32", keep=job.keep_float),
+        suffix = "" if gen.name == "10" else "-trt11"
+        common = {"name": f"{job.target}{suffix}-int8-engine", "target": job.target,
+                  "variant": f"int8-engine{suffix}", "path": engine_path,
+                  "precision": Precision.int8(head="fp32", keep=job.keep_float),
                   "layout": HeadLayout.PIXEL, "extra": extra, "role": Role.COMPARISON}
-        if opts.build_engine and tensorrt_available():
+        here = installed_version()
+        if opts.build_engine and here and gen.gpu.contains(here):
             from edgeq_tensorrt.runner import TensorRTRunner
 
             engine_path.write_bytes(build_engine(qdq_path))
-            return Artifact(**common, status="measured", note="TensorRT engine built from the Q/DQ ONNX",
+            return Artifact(**common, status="measured", note=f"{gen.label}: engine built from {qdq_path.name}",
                             open_runner=lambda: TensorRTRunner(engine_path), measure_latency=True)
-        why = "build_engine is off" if not opts.build_engine else "TensorRT is not installed here"
-        return Artifact(**common, status="not-built", note=f"{why}: run {job.target}/{script.name} on the target",
+        why = ("build_engine is off" if not opts.build_engine else "TensorRT is not installed here" if not here
+               else f"TensorRT {here} here is not {gen.label}" if parse_version(here) else "")
+        where = f"{job.target}/{gen.folder}/{script.name}"
+        return Artifact(**common, status="not-built", note=f"{gen.label}: {why}: run {where} on the target",
                         companions=(script,))
 
 
@@ -258,7 +324,8 @@ class DlaCachePipeline:
         report = _unscaled_placement(job)
         findings = _collapse(report.findings)
         findings.append(Finding("dla.tensorrt-version", Severity.WARNING, "model", DLA_DROPPED_WARNING,
-                                "build on JetPack 6 with its TensorRT 10.x"))
+                                "build tensorrt10/ on JetPack 6 (TensorRT 10.3) or tensorrt11/ on JetPack 7.2.2+ "
+                                "(TensorRT 11.4.1+, AGX Orin)"))
         return findings
 
     def build(self, job: Job, work: Path) -> BuildResult:
@@ -276,25 +343,42 @@ class DlaCachePipeline:
         # the rules again, now with the scales (unequal Concat scales move layers off the DLA)
         report = check_onnx(model, calibration.scales, fp16, opts.input_format)
         job.fallback.enforce(report.findings)
-        out = job.staging / job.target
-        out.mkdir(parents=True, exist_ok=True)
-        files = self._emit(job, model, fp16, calibration, report, out)
         layout = HeadLayout.DETACHED if opts.detach_head else HeadLayout.PIXEL
         extra = {"merged_quantizers": calibration.merged_quantizers, "int8_scales": len(calibration.scales),
                  "dla_subgraphs": report.subgraphs, "gpu_fallback_layers": len(report.fallbacks),
                  "fp16_layers": len(fp16), "calibration_method": calibration.method,
                  "tensors_without_scale": len(calibration.missing), "kept_float": list(job.keep_float)}
-        artifacts = self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out)
+        qat_model = None
         if job.qat_onnx is not None:
             qat_model = onnx.load(str(job.qat_onnx if opts.detach_head else _qat_full(job, work)))
-            qat_out = job.staging / f"{job.target}-qat"
-            qat_out.mkdir(parents=True, exist_ok=True)
-            qat_files = self._emit(job, qat_model, fp16, calibration, report, qat_out)
-            artifacts[:0] = self._emulated_variants(job, qat_model, fp16, calibration, report, qat_files, layout,
-                                                    extra, qat_out, qat=True)[:1]
-        if not job.primary_only:
-            artifacts.append(self._engine(job, out, files, fp16, layout, extra))
-        return BuildResult(artifacts)
+        artifacts, qat_artifacts, engines = [], [], []
+        for gen in _generations_built(job):  # the same scales for both: the cache (10) or Q/DQ nodes (11)
+            shipped = not artifacts
+            out = job.staging / job.target / gen.folder
+            files, variants = self._generation(job, gen, model, fp16, calibration, report, layout,
+                                               dict(extra, tensorrt=gen.name), out, shipped=shipped)
+            artifacts += variants
+            if qat_model is not None:  # QAT weights with the PTQ scales their training started from (and kept)
+                qat_out = job.staging / f"{job.target}-qat" / gen.folder
+                qat_artifacts += self._generation(job, gen, qat_model, fp16, calibration, report, layout,
+                                                  dict(extra, tensorrt=gen.name), qat_out, shipped=shipped,
+                                                  qat=True)[1][:1]
+            if not job.primary_only:
+                engines.append(self._engine(job, gen, out, files, fp16, layout, dict(extra, tensorrt=gen.name)))
+        return BuildResult(qat_artifacts + artifacts + engines)
+
+    def _generation(self, job: Job, gen, model, fp16: list[str], calibration: _DlaCalibration, report,
+                    layout: HeadLayout, extra: dict, out: Path, shipped: bool, qat: bool = False):
+        """One generation's folder and its emulated rows: TensorRT 10 builds model.onnx + model.cache; TensorRT
+        11.4.1+ builds the strongly typed model.onnx whose Q/DQ nodes carry the same scales."""
+        out.mkdir(parents=True, exist_ok=True)
+        if gen.name == "10":
+            files = self._emit(job, model, fp16, calibration, report, out)
+            return files, self._emulated_variants(job, model, fp16, calibration, report, files, layout, extra, out,
+                                                  qat=qat, shipped=shipped)
+        files, typed = self._emit_typed(job, model, fp16, calibration, report, out)
+        return files, [self._typed_variant(job, gen, typed, fp16, report, files, layout, extra, out, qat=qat,
+                                           shipped=shipped)]
 
     def _calibrate(self, job: Job, source: Path, model, work: Path) -> _DlaCalibration:
         from edgeq_tensorrt.ptq import calibrate_qdq
@@ -346,8 +430,9 @@ class DlaCachePipeline:
 
     def _emulated_variants(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report,
                            files: _DlaFiles, layout: HeadLayout, extra: dict, out: Path,
-                           qat: bool = False) -> list[Artifact]:
-        """The engine's numerics rebuilt from the cache for ONNX Runtime, with and without FP16 last convs."""
+                           qat: bool = False, shipped: bool = True) -> list[Artifact]:
+        """TensorRT 10's engine numerics rebuilt from the cache for ONNX Runtime, with and without FP16 last
+        convs."""
         import onnx
 
         from edgeq.plugin import OnnxRuntimeRunner
@@ -378,54 +463,137 @@ class DlaCachePipeline:
             onnx.save(emulation_model(model, calibration.scales, fp16_set, cast_fp16=opts.emulate_fp16),
                       str(emulated))
             is_default = index == 0  # the others reproduce another build of the same model.onnx + cache
-            role = (Role.QAT if qat else Role.DEPLOYABLE) if is_default else Role.EMULATION
+            role = _shipped_role(qat, shipped) if is_default else Role.EMULATION
             artifacts.append(Artifact(
                 name=name, target=job.target, variant=variant, path=files.onnx if is_default else emulated,
                 precision=_dla_precision(fp16_set, layout), role=role, layout=layout,
                 status=job.profile.figures,
-                note=f"{what}; engine numerics rebuilt from model.cache in ONNX Runtime; {placement}"
+                note=f"TensorRT 10.x (tensorrt10/, JetPack 6): {what}; engine numerics rebuilt from model.cache "
+                     f"in ONNX Runtime; {placement}"
                      + ("" if is_default else " (comparison: same model.onnx + cache, no --layerPrecisions)"),
                 open_runner=(lambda p=emulated: OnnxRuntimeRunner(p)), extra=dict(extra),
                 companions=files.companions if is_default else ()))
         return artifacts
 
-    def _engine(self, job: Job, out: Path, files: _DlaFiles, fp16: list[str], layout: HeadLayout,
+    def _emit_typed(self, job: Job, model, fp16: list[str], calibration: _DlaCalibration, report, out: Path):
+        """TensorRT 11.4.1+: the strongly typed model.onnx (Q/DQ from the cache's scales, FP16-typed last convs,
+        INT8 input, FP16 outputs), its I/O description, the layer table and the build scripts."""
+        import onnx
+
+        from edgeq_tensorrt.emulate import emulation_model
+        from edgeq_tensorrt.scripts import DlaBuild, write_python, write_shell
+
+        opts: DLAOptions = job.options
+        typed = emulation_model(model, calibration.scales, fp16, typed=True)
+        onnx_path = out / "model.onnx"
+        onnx.save(typed, str(onnx_path))
+        inputs = [i.name for i in typed.graph.input]
+        io_path = out / "model-io.json"
+        io_path.write_text(json.dumps({
+            "inputs": {n: {"dtype": "int8", "scale": calibration.scales[n], "format": opts.input_format}
+                       for n in inputs},
+            "outputs": {o.name: {"dtype": "fp16", "format": "chw16"} for o in typed.graph.output}}, indent=2))
+        companions = [io_path]
+        if opts.detach_head:
+            head_json = out / "model-head.json"
+            job.head.to_json(head_json)
+            companions.append(head_json)
+        layers_md = out / "model-dla-layers.md"
+        layers_md.write_text(report.markdown(f"DLA layer placement: {onnx_path.name} (TensorRT 11.4.1+, "
+                                             f"{len(calibration.scales)} INT8 scales as Q/DQ nodes)"))
+        build = DlaBuild(onnx=onnx_path.name, cache=None, outputs=tuple(o.name for o in typed.graph.output),
+                         fp16_layers=tuple(fp16), dla_core=opts.dla_core, input_format=opts.input_format,
+                         standalone_default=not job.fallback.allowed, generation="11")
+        scripts = (write_shell(build, out / "build_dla.sh"), write_python(build, out / "build_dla.py"))
+        files = _DlaFiles(onnx=onnx_path, cache=None, companions=(*companions, layers_md, *scripts), scripts=scripts)
+        return files, typed
+
+    def _typed_variant(self, job: Job, gen, typed, fp16: list[str], report, files: _DlaFiles, layout: HeadLayout,
+                       extra: dict, out: Path, qat: bool = False, shipped: bool = True) -> Artifact:
+        """The strongly typed graph itself in ONNX Runtime, the host's input quantization in front."""
+        import onnx
+
+        from edgeq.plugin import OnnxRuntimeRunner
+        from edgeq_tensorrt.emulate import with_float_input
+
+        opts: DLAOptions = job.options
+        head_fp16 = [n.name for n in typed.graph.node if n.name.startswith(HEAD_PREFIX)]
+        last = len(fp16) - len(head_fp16) - len(job.keep_float)
+        variant = ("int8-fp16-last-convs" if opts.fp16_last_convs else "int8") + ("-qat" if qat else "")
+        name = f"{job.target}-trt11-{variant}"
+        emulated = out / "emulation" / f"{name}.onnx"
+        emulated.parent.mkdir(exist_ok=True)
+        onnx.save(with_float_input(typed), str(emulated))
+        gpu_layers = len(report.fallbacks)
+        what = f"INT8, last head convs typed FP16 ({last} layers)" if opts.fp16_last_convs else "all convolutions INT8"
+        return Artifact(
+            name=name, target=job.target, variant=f"{variant}-trt11", path=files.onnx,
+            precision=_dla_precision(fp16, layout), role=_shipped_role(qat, shipped), layout=layout,
+            status=job.profile.figures,
+            note=f"{gen.label} ({gen.folder}/, JetPack 7.2.2+): {what}; strongly typed Q/DQ graph (the cache's "
+                 f"scales) run in ONNX Runtime; {len(report.placements) - gpu_layers}/{len(report.placements)} "
+                 f"layers on DLA" + ("; QAT weights" if qat else ""),
+            open_runner=lambda: OnnxRuntimeRunner(emulated), extra=dict(extra), companions=files.companions)
+
+    def _engine(self, job: Job, gen, out: Path, files: _DlaFiles, fp16: list[str], layout: HeadLayout,
                 extra: dict) -> Artifact:
-        """Where TensorRT sees a DLA core (on the Jetson): build and run the engine (`measured`); else `not-built`."""
-        from edgeq_tensorrt.runner import TensorRTRunner, build_engine, dla_cores, tensorrt_available
+        """Where this generation's TensorRT sees a DLA core (on the Jetson): build and run the engine (`measured`);
+        else `not-built`, naming the script."""
+        from edgeq_tensorrt.runner import TensorRTRunner, build_engine, dla_cores, installed_version
 
         opts: DLAOptions = job.options
         allowed = job.fallback.allowed
         scripts = files.scripts
-        if tensorrt_available() and dla_cores() > opts.dla_core:
+        suffix = "" if gen.name == "10" else "-trt11"
+        name, variant = f"{job.target}{suffix}-engine", f"engine{suffix}"
+        here = installed_version()
+        where = f"{job.target}/{gen.folder}"
+        if here and gen.dla.contains(here) and dla_cores() > opts.dla_core:
             engine_path = out / "model.engine"  # float I/O for the evaluator; the deployable build is build_dla.sh
-            engine_path.write_bytes(build_engine(files.onnx, calib_cache=files.cache, fp16_layers=fp16,
+            source = files.onnx if gen.name == "10" else out / "emulation" / f"{job.target}-trt11-" \
+                f"{'int8-fp16-last-convs' if opts.fp16_last_convs else 'int8'}.onnx"
+            engine_path.write_bytes(build_engine(source, calib_cache=files.cache, fp16_layers=fp16 if files.cache else (),
                                                  dla_core=opts.dla_core, gpu_fallback=allowed))
-            return Artifact(name=f"{job.target}-engine", target=job.target, variant="engine", path=engine_path,
+            return Artifact(name=name, target=job.target, variant=variant, path=engine_path,
                             precision=_dla_precision(fp16, layout), role=Role.COMPARISON, layout=layout,
                             status="measured",
-                            note=f"TensorRT engine on DLA core {opts.dla_core} from model.onnx + model.cache",
+                            note=f"{gen.label}: engine on DLA core {opts.dla_core} from {where}/model.onnx",
                             open_runner=lambda: TensorRTRunner(engine_path, opts.dla_core), measure_latency=True,
                             extra=dict(extra), companions=scripts)
-        why = "TensorRT is not installed here" if not tensorrt_available() else "this TensorRT sees no DLA core"
+        why = ("TensorRT is not installed here" if not here else f"TensorRT {here} here does not build {gen.label} "
+               "DLA engines" if not gen.dla.contains(here) else "this TensorRT sees no DLA core")
         return Artifact(
-            name=f"{job.target}-engine", target=job.target, variant="engine",
+            name=name, target=job.target, variant=variant,
             path=out / ("model.engine" if allowed else "model.loadable"), precision=_dla_precision(fp16, layout),
             role=Role.COMPARISON, layout=layout, status="not-built",
-            note=f"{why}: on the Jetson run {job.target}/{scripts[0].name} "
-                 f"({'GPU fallback allowed' if allowed else 'standalone loadable'}) or {job.target}/{scripts[1].name}",
+            note=f"{gen.label}: {why}: on the Jetson run {where}/{scripts[0].name} "
+                 f"({'GPU fallback allowed' if allowed else 'standalone loadable'}) or {where}/{scripts[1].name}",
             extra=dict(extra), companions=scripts)
 
 
 @dataclass(frozen=True)
 class _DlaFiles:
     onnx: Path
-    cache: Path
+    cache: Path | None  # TensorRT 11: none, the scales are Q/DQ nodes
     companions: tuple[Path, ...]  # deployed with model.onnx: cache, head JSON, precision config, table, scripts
     scripts: tuple[Path, Path]  # build_dla.sh, build_dla.py
 
 
 _PIPELINES = {"gpu-qdq": GpuQdqPipeline, "dla-cache": DlaCachePipeline}
+
+
+def _generations_built(job: Job):
+    """options.tensorrt's generations, 10 first; a search step (primary_only) builds only the shipped one."""
+    from edgeq_tensorrt.generations import selected
+
+    gens = selected(job.options.tensorrt)
+    return gens[:1] if job.primary_only else gens
+
+
+def _shipped_role(qat: bool, shipped: bool) -> Role:
+    """The first generation's file is what the target ships (or its QAT twin); the other generation's sits beside
+    it as a comparison, deployable with its own folder's script."""
+    return (Role.QAT if qat else Role.DEPLOYABLE) if shipped else Role.COMPARISON
 
 
 def _qat_full(job: Job, work: Path) -> Path:

@@ -18,8 +18,8 @@ from edgeq.plugin import EdgeqError, Finding, Layer, RuleTable, Severity, Tensor
 
 RULES = Path(__file__).parent / "rules" / "dla.yaml"
 DROPPED_DLA = ((11, 0), (11, 3))  # TensorRT 11.0 - 11.3 have no DLA support
-DLA_DROPPED_WARNING = ("TensorRT 11.0-11.3 dropped DLA support: build with JetPack 6's TensorRT 10.x "
-                       "(10.3 on JetPack 6.1/6.2)")
+DLA_DROPPED_WARNING = ("TensorRT 11.0-11.3 have no DLA: tensorrt10/ builds with JetPack 6's TensorRT 10.x (10.3), "
+                       "tensorrt11/ with TensorRT 11.4.1+ (JetPack 7.2.2+, Jetson AGX Orin)")
 _SCALE_RTOL = 1e-6
 
 

@@ -24,8 +24,14 @@ from edgeq_tensorrt.qdq import INT8_MAX, GraphIndex
 WEIGHTED_OPS = ("Conv", "ConvTranspose")
 
 
-def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[str] = (), cast_fp16: bool = True):
-    """A new ModelProto: `model` with Q/DQ inserted from `scales`; see the module docstring."""
+def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[str] = (), cast_fp16: bool = True,
+                    typed: bool = False):
+    """A new ModelProto: `model` with Q/DQ inserted from `scales`; see the module docstring.
+
+    `typed=True` makes TensorRT 11's strongly typed DLA graph from the same scales instead: the FP16 layers run
+    on FP16 tensors (a Cast where the type changes, FP16 weights), the input is INT8 (the host quantizes it; only
+    its DequantizeLinear is in the graph) and the outputs are FP16, as the int8:dla_hwc4 / fp16:chw16 I/O formats
+    say. `with_float_input` puts the host's quantization in front of it for ONNX Runtime."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -38,6 +44,7 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
     fused = fused_silu_tensors(index)
     inits: list = []
     consts = index.consts
+    tag = "q8" if typed else "emu"
 
     def int8_layer(i: int) -> bool:
         return node_name[i] not in fp16
@@ -52,21 +59,41 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
         produced_int8 = producer is None or int8_layer(producer)  # graph input: fed as INT8 (dla_hwc4)
         return produced_int8 or any(int8_layer(c) for c in consumers)
 
-    def qdq_nodes(t: str) -> tuple[list, str]:
-        scale_name, zero_name = f"{t}_emu_scale", f"{t}_emu_zero"
+    def qdq_nodes(t: str, quantize: bool = True) -> tuple[list, str]:
+        scale_name, zero_name = f"{t}_{tag}_scale", f"{t}_{tag}_zero"
         inits.append(numpy_helper.from_array(np.array(scales[t], np.float32), scale_name))
         inits.append(numpy_helper.from_array(np.array(0, np.int8), zero_name))
-        q = helper.make_node("QuantizeLinear", [t, scale_name, zero_name], [f"{t}_emu_q"], name=f"{t}_emu_Q")
-        dq = helper.make_node("DequantizeLinear", [f"{t}_emu_q", scale_name, zero_name], [f"{t}_emu_dq"],
-                              name=f"{t}_emu_DQ")
-        return [q, dq], f"{t}_emu_dq"
+        q = helper.make_node("QuantizeLinear", [t, scale_name, zero_name], [f"{t}_{tag}_q"], name=f"{t}_{tag}_Q")
+        source = f"{t}_{tag}_q" if quantize else t
+        dq = helper.make_node("DequantizeLinear", [source, scale_name, zero_name], [f"{t}_{tag}_dq"],
+                              name=f"{t}_{tag}_DQ")
+        return ([q, dq] if quantize else [dq]), f"{t}_{tag}_dq"
+
+    halves: dict[str, str] = {}  # float32 tensor -> its FP16 cast, for FP16 layers (typed)
+
+    def to_half(t: str, node_op: str, position: int, new_nodes: list) -> str:
+        if t in consts:
+            value = consts[t]
+            if value.dtype != np.float32 or (node_op == "Resize" and position > 0):
+                return t  # shapes, indices, Resize's scales stay as they are
+            if t not in halves:
+                halves[t] = f"{t}_fp16"
+                inits.append(numpy_helper.from_array(value.astype(np.float16), halves[t]))
+            return halves[t]
+        if t not in halves:
+            halves[t] = f"{t}_to_fp16"
+            new_nodes.append(helper.make_node("Cast", [t], [halves[t]], to=TensorProto.FLOAT16,
+                                              name=f"{t}_cast_fp16"))
+        return halves[t]
 
     replaced: dict[str, str] = {}
     new_nodes: list = []
     for t in list(index.graph_inputs):
         if wants_qdq(t):
-            nodes, replaced[t] = qdq_nodes(t)
+            nodes, replaced[t] = qdq_nodes(t, quantize=not typed)
             new_nodes += nodes
+            if typed:
+                next(i for i in graph.input if i.name == t).type.tensor_type.elem_type = TensorProto.INT8
     for i, node in enumerate(graph.node):
         node = onnx.NodeProto.FromString(node.SerializeToString())
         for k, inp in enumerate(node.input):
@@ -74,7 +101,7 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
                 node.input[k] = replaced[inp]
         if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in consts:
             weight = consts[node.input[1]].astype(np.float32)
-            wname = f"{node_name[i]}_emu_w"
+            wname = f"{node_name[i]}_{tag}_w"
             if int8_layer(i):
                 flat = np.abs(weight.reshape(weight.shape[0], -1)).max(axis=1)
                 wscale = np.where(flat > 0, flat / INT8_MAX, 1.0).astype(np.float32)
@@ -85,16 +112,44 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
                 new_nodes.append(helper.make_node("DequantizeLinear", [wname + "_q", wname + "_scale",
                                                                         wname + "_zero"], [wname], axis=0,
                                                   name=wname + "_DQ"))
-            else:
+                node.input[1] = wname
+            elif not typed:
                 inits.append(numpy_helper.from_array(weight.astype(np.float16).astype(np.float32), wname))
-            node.input[1] = wname
-        fp16_out = cast_fp16 and not int8_layer(i)
+                node.input[1] = wname
+        if typed and not int8_layer(i):  # an FP16 layer: FP16 in, FP16 weights, FP16 out
+            for k, inp in enumerate(node.input):
+                if inp:
+                    node.input[k] = to_half(inp, node.op_type, k, new_nodes)
+            originals = list(node.output)
+            for k, out in enumerate(originals):
+                if out in outputs:
+                    continue  # a network output stays FP16 (fp16:chw16)
+                node.output[k] = f"{out}_fp16"
+                halves[out] = f"{out}_fp16"
+            new_nodes.append(node)
+            for out in originals:
+                if out not in outputs and index.consumers.get(out):
+                    new_nodes.append(helper.make_node("Cast", [f"{out}_fp16"], [out], to=TensorProto.FLOAT,
+                                                      name=f"{out}_cast_fp32"))
+                if out and out not in outputs and wants_qdq(out):
+                    nodes, replaced[out] = qdq_nodes(out)
+                    new_nodes += nodes
+            continue
+        fp16_out = cast_fp16 and not typed and not int8_layer(i)
         if fp16_out:
             originals = list(node.output)
             for k, out in enumerate(originals):
                 node.output[k] = f"{out}_emu_acc"
+        if typed:  # an INT8 layer writing a network output: FP16 there too
+            for k, out in enumerate(node.output):
+                if out in outputs:
+                    node.output[k] = f"{out}_fp32"
         new_nodes.append(node)
         for out in node.output if not fp16_out else originals:
+            if typed and out.endswith("_fp32") and out.removesuffix("_fp32") in outputs:
+                new_nodes.append(helper.make_node("Cast", [out], [out.removesuffix("_fp32")], to=TensorProto.FLOAT16,
+                                                  name=f"{out}_cast_fp16"))
+                continue
             if fp16_out:
                 half = f"{out}_emu_fp16"
                 new_nodes += [helper.make_node("Cast", [f"{out}_emu_acc"], [half], to=TensorProto.FLOAT16,
@@ -104,6 +159,9 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
             if out and out not in outputs and wants_qdq(out):
                 nodes, replaced[out] = qdq_nodes(out)
                 new_nodes += nodes
+    if typed:
+        for out in graph.output:
+            out.type.tensor_type.elem_type = TensorProto.FLOAT16
     del graph.node[:]
     graph.node.extend(new_nodes)
     graph.initializer.extend(inits)
@@ -114,6 +172,30 @@ def emulation_model(model, scales: Mapping[str, float], fp16_layers: Iterable[st
     del graph.value_info[:]
     if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
         raise ValueError("per-channel DequantizeLinear needs opset >= 13")
+    onnx.checker.check_model(model)
+    return model
+
+
+def with_float_input(typed_model):
+    """The strongly typed DLA graph with the host's input quantization in front (float32 images in), so ONNX
+    Runtime and the evaluator run exactly that graph."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.ModelProto.FromString(typed_model.SerializeToString())
+    graph = model.graph
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type != TensorProto.INT8:
+            continue
+        dq = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == inp.name)
+        int8 = f"{inp.name}_host_q"
+        for node in graph.node:
+            for k, name in enumerate(node.input):
+                if name == inp.name:
+                    node.input[k] = int8
+        graph.node.insert(0, helper.make_node("QuantizeLinear", [inp.name, dq.input[1], dq.input[2]], [int8],
+                                              name=f"{inp.name}_host_Q"))
+        inp.type.tensor_type.elem_type = TensorProto.FLOAT
     onnx.checker.check_model(model)
     return model
 

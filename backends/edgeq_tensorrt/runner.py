@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.plugin import Runner
+from edgeq.plugin import Runner, StageError
 
 
 def tensorrt_available() -> bool:
@@ -21,6 +21,15 @@ def tensorrt_available() -> bool:
     except Exception:  # noqa: BLE001 - a broken install (missing CUDA libs) raises more than ImportError
         return False
     return True
+
+
+def installed_version() -> str | None:
+    """The local TensorRT's version ('10.3.0'), None without it."""
+    if not tensorrt_available():
+        return None
+    import tensorrt as trt
+
+    return str(trt.__version__)
 
 
 def dla_cores() -> int:
@@ -41,8 +50,6 @@ def build_engine(onnx_path: Path, *, calib_cache: Path | None = None, fp16_layer
     """
     import tensorrt as trt
 
-    from edgeq.plugin import StageError
-
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
@@ -52,6 +59,11 @@ def build_engine(onnx_path: Path, *, calib_cache: Path | None = None, fp16_layer
         raise StageError("tensorrt-parse", "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if major >= 11:  # strongly typed: the ONNX's Q/DQ nodes and FP16 types are the precision (11.0 removed flags)
+        if calib_cache is not None or fp16_layers:
+            raise StageError("tensorrt-build", f"TensorRT {trt.__version__} has no calibrator and no layer "
+                             "precisions: build the typed Q/DQ ONNX of the tensorrt11 folder")
+        return _build(builder, network, config, onnx_path, dla_core, gpu_fallback, trt)
     config.set_flag(trt.BuilderFlag.INT8)
     config.set_flag(trt.BuilderFlag.FP16)
     if calib_cache is not None:
@@ -63,6 +75,10 @@ def build_engine(onnx_path: Path, *, calib_cache: Path | None = None, fp16_layer
             layer = network.get_layer(i)
             if layer.name in fp16:
                 layer.precision = trt.float16
+    return _build(builder, network, config, onnx_path, dla_core, gpu_fallback, trt)
+
+
+def _build(builder, network, config, onnx_path: Path, dla_core: int | None, gpu_fallback: bool, trt) -> bytes:
     if dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise StageError("tensorrt-dla", "this machine's TensorRT reports no DLA core")

@@ -101,10 +101,14 @@ def test_dla_build_emits_cache_scripts_and_table(dla_build):
     from edgeq_tensorrt.calib_cache import parse_cache
 
     job, artifacts = dla_build
-    out = job.staging / "dla"
+    assert sorted(p.name for p in (job.staging / "dla").iterdir()) == ["tensorrt10", "tensorrt11"]
+    out = job.staging / "dla" / "tensorrt10"
     assert sorted(p.name for p in out.iterdir()) == ["build_dla.py", "build_dla.sh", "emulation",
                                                      "model-dla-layers.md", "model-head.json",
                                                      "model-precision.json", "model.cache", "model.onnx"]
+    assert sorted(p.name for p in (job.staging / "dla" / "tensorrt11").iterdir()) == [
+        "build_dla.py", "build_dla.sh", "emulation", "model-dla-layers.md", "model-head.json", "model-io.json",
+        "model.onnx"]
     assert not (job.staging / ".tensorrt-work").exists()
     model = onnx.load(str(out / "model.onnx"))
     assert not [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -116,7 +120,12 @@ def test_dla_build_emits_cache_scripts_and_table(dla_build):
     concat_groups = [[*n.input, n.output[0]] for n in model.graph.node if n.op_type == "Concat"]
     assert all(len({cache.scales[t] for t in g}) == 1 for g in concat_groups)
     by_name = {a.name: a for a in artifacts}
-    assert set(by_name) == {"dla-int8-fp16-last-convs", "dla-int8", "dla-engine"}
+    assert set(by_name) == {"dla-int8-fp16-last-convs", "dla-int8", "dla-engine", "dla-trt11-int8-fp16-last-convs",
+                            "dla-trt11-engine"}
+    assert [a.name for a in artifacts if a.role.value == "deployable"] == ["dla-int8-fp16-last-convs"]
+    assert by_name["dla-trt11-int8-fp16-last-convs"].role.value == "comparison"
+    assert by_name["dla-trt11-int8-fp16-last-convs"].note.startswith("TensorRT 11.x (tensorrt11/")
+    assert by_name["dla-int8-fp16-last-convs"].note.startswith("TensorRT 10.x (tensorrt10/")
     assert by_name["dla-int8-fp16-last-convs"].status == "emulated"
     assert by_name["dla-int8-fp16-last-convs"].layout is HeadLayout.DETACHED
     from edgeq_tensorrt.runner import dla_cores
@@ -124,7 +133,8 @@ def test_dla_build_emits_cache_scripts_and_table(dla_build):
     if dla_cores():  # on a Jetson the engine is built and run
         assert by_name["dla-engine"].status == "measured"
     else:
-        assert by_name["dla-engine"].status == "not-built" and "build_dla.sh" in by_name["dla-engine"].note
+        assert by_name["dla-engine"].status == "not-built" and "tensorrt10/build_dla.sh" in by_name["dla-engine"].note
+        assert "tensorrt11/build_dla.sh" in by_name["dla-trt11-engine"].note
     extra = by_name["dla-int8-fp16-last-convs"].extra
     assert extra["gpu_fallback_layers"] == 0 and extra["dla_subgraphs"] == 1 and extra["merged_quantizers"] > 0
     assert "0 GPU fallback, 1 DLA subgraph" in (out / "model-dla-layers.md").read_text()
@@ -134,15 +144,16 @@ def test_dla_build_emits_cache_scripts_and_table(dla_build):
 
 def test_dla_build_script_has_the_trtexec_flags(dla_build):
     job, _ = dla_build
-    script = (job.staging / "dla" / "build_dla.sh").read_text()
+    script = (job.staging / "dla" / "tensorrt10" / "build_dla.sh").read_text()
     for flag in ("--onnx=model.onnx", "--useDLACore=0", "--int8", "--fp16", "--calib=model.cache",
                  "--inputIOFormats=int8:dla_hwc4", "--outputIOFormats=fp16:chw16", "--precisionConstraints=obey",
                  "--layerPrecisions=/cv2.0/cv2.0.2/Conv:fp16", "--buildDLAStandalone", "--saveEngine=model.loadable",
                  "--allowGPUFallback"):
         assert flag in script, flag
     assert 'mode="${1:-standalone}"' in script  # --no-gpu-fallback: standalone loadable by default
-    assert subprocess.run(["bash", "-n", str(job.staging / "dla" / "build_dla.sh")], check=False).returncode == 0
-    source = (job.staging / "dla" / "build_dla.py").read_text()
+    assert subprocess.run(["bash", "-n", str(job.staging / "dla" / "tensorrt10" / "build_dla.sh")],
+                          check=False).returncode == 0
+    source = (job.staging / "dla" / "tensorrt10" / "build_dla.py").read_text()
     compile(source, "build_dla.py", "exec")
     for api in ("IInt8EntropyCalibrator2", "DeviceType.DLA", "DLA_core", "OBEY_PRECISION_CONSTRAINTS",
                 "DLA_HWC4", "CHW16", "DLA_STANDALONE", "GPU_FALLBACK", "/cv3.2/cv3.2.2/Conv"):
@@ -172,14 +183,16 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
     body, full, head = yolo_onnx["silu"]
     job = _job(tmp_path, "tensorrt", body, full, head, calibration=calib_images)
     artifacts = TensorRTBackend().build(job).artifacts
-    qdq, engine = artifacts
+    qdq, typed, engine, typed_engine = artifacts
     from edgeq_tensorrt.runner import tensorrt_available
 
-    assert qdq.status == "emulated"
+    assert qdq.status == typed.status == "emulated"
+    assert qdq.path.parent.name == "tensorrt10" and typed.path.parent.name == "tensorrt11"
     if tensorrt_available():
-        assert engine.status == "measured"
+        assert "measured" in (engine.status, typed_engine.status)
     else:
-        assert engine.status == "not-built" and "build_engine.sh" in engine.note
+        assert engine.status == "not-built" and "tensorrt/tensorrt10/build_engine.sh" in engine.note
+        assert typed_engine.status == "not-built" and "tensorrt/tensorrt11/build_engine.sh" in typed_engine.note
     assert qdq.extra["merged_quantizers"] > 10
     model = onnx.load(str(qdq.path))
     assert not [g for g in group_scale_spread(model, job.plan.scheme.unified) if g[1] != g[2]]
@@ -195,6 +208,107 @@ def test_gpu_build_unifies_scales(tmp_path, yolo_onnx, calib_images):
     translation = translate_model(model)
     assert translation.inferred and not translation.weight_mismatch
     assert all(t.startswith("edgeq_head/") or t in head.body_outputs for t in translation.unscaled)
+    # TensorRT 11: the same Q/DQ scales, the body's float layers typed FP16 by AutoCast, the decode head FP32
+    typed_model = onnx.load(str(typed.path))
+    # AutoCast stores the scales of the Q/DQ it types FP16 as FP16: the same scales rounded to FP16, the ones
+    # below FP16's smallest value (this untrained graph's near-zero tensors) raised to it
+    assert _quantizer_scales(typed_model) == {t: pytest.approx(max(float(np.float16(v)), 2.0 ** -24), rel=1e-6)
+                                              for t, v in _quantizer_scales(model).items()}
+    elem = _output_types(typed_model)
+    body_convs = [n for n in typed_model.graph.node if n.op_type == "Conv" and not n.name.startswith("edgeq_head/")]
+    head_nodes = [n for n in typed_model.graph.node if n.name.startswith("edgeq_head/")]
+    assert body_convs and all(elem[n.output[0]] == onnx.TensorProto.FLOAT16 for n in body_convs)
+    assert head_nodes and all(elem[n.output[0]] == onnx.TensorProto.FLOAT for n in head_nodes)
+    assert typed.extra["fp16_nodes"] > typed.extra["fp32_nodes"] > 0
+    for artifact in (qdq, typed):  # every emitted trtexec line holds to its generation's flag table
+        _check_trtexec_lines(artifact.companions[0], artifact.extra["tensorrt"])
+
+
+def _quantizer_scales(model) -> dict[str, float]:
+    """Tensor (looked through AutoCast's Casts) -> the largest scale of its QuantizeLinear."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    casts = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
+    return {casts.get(n.input[0], n.input[0]): float(inits[n.input[1]].max()) for n in model.graph.node
+            if n.op_type == "QuantizeLinear"}
+
+
+def _output_types(model) -> dict[str, int]:
+    import onnx
+
+    typed = onnx.shape_inference.infer_shapes(model)
+    return {v.name: v.type.tensor_type.elem_type for v in (*typed.graph.value_info, *typed.graph.output)}
+
+
+def _check_trtexec_lines(script, generation: str) -> int:
+    """Every trtexec command of `script` uses only flags its TensorRT generation accepts; returns how many."""
+    import shlex
+
+    from edgeq_tensorrt.generations import generations, removed_flags
+
+    lines = [line.split('"$TRTEXEC"', 1)[1] for line in script.read_text().splitlines()
+             if '"$TRTEXEC" --' in line and "--version" not in line]  # the build commands, not the version probe
+    for line in lines:
+        argv = ["trtexec", *shlex.split(line.replace(";;", "").replace('"$@"', ""))]
+        assert removed_flags(argv, generations()[generation]) == [], (script, line)
+    assert lines
+    return len(lines)
+
+
+def test_dla_tensorrt11_graph_is_strongly_typed_with_the_cache_scales(dla_build):
+    """The TensorRT 11.4.1 DLA ONNX: INT8 input, a Q/DQ pair with the cache's scale on every DLA layer's INT8
+    tensors, INT8 weights on the INT8 convs, the last convs typed FP16 behind a Cast, FP16 outputs."""
+    import onnx
+    from edgeq_tensorrt.calib_cache import parse_cache
+    from edgeq_tensorrt.emulate import fused_silu_tensors
+    from edgeq_tensorrt.qdq import GraphIndex
+    from onnx import TensorProto, numpy_helper
+
+    job, artifacts = dla_build
+    folder = job.staging / "dla"
+    plain = onnx.load(str(folder / "tensorrt10" / "model.onnx"))
+    cache = parse_cache(folder / "tensorrt10" / "model.cache").scales
+    fp16 = set(json.loads((folder / "tensorrt10" / "model-precision.json").read_text())["fp16_layers"])
+    typed = onnx.load(str(folder / "tensorrt11" / "model.onnx"))
+    assert [i.type.tensor_type.elem_type for i in typed.graph.input] == [TensorProto.INT8]
+    assert {o.type.tensor_type.elem_type for o in typed.graph.output} == {TensorProto.FLOAT16}
+    inits = {i.name: numpy_helper.to_array(i) for i in typed.graph.initializer}
+    producer = {o: n for n in typed.graph.node for o in n.output}
+    quantized = {}  # float tensor -> scale of the Q/DQ pair on it
+    for q in (n for n in typed.graph.node if n.op_type == "QuantizeLinear"):
+        dqs = [n for n in typed.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
+        assert len(dqs) == 1 and float(inits[dqs[0].input[1]]) == float(inits[q.input[1]])
+        quantized[q.input[0]] = float(inits[q.input[1]])
+    # every DLA layer's INT8 tensor (not the inside of a fused Conv + SiLU, not a network output) has its pair,
+    # with the scale of the TensorRT 10 cache: both generations quantize identically
+    inside = fused_silu_tensors(GraphIndex(plain))
+    outputs = {o.name for o in plain.graph.output}
+    int8_tensors = [o for n in plain.graph.node if n.name not in fp16 for o in n.output
+                    if o not in inside and o not in outputs and o in cache]
+    assert len(int8_tensors) > 100
+    assert all(quantized.get(t) == pytest.approx(cache[t], rel=1e-6) for t in int8_tensors)
+    assert float(inits[next(n for n in typed.graph.node if n.input[0] == "images").input[1]]) == \
+        pytest.approx(cache["images"], rel=1e-6)
+    convs = [n for n in typed.graph.node if n.op_type == "Conv"]
+    assert len(convs) == sum(n.op_type == "Conv" for n in plain.graph.node)
+    for conv in convs:
+        weight = producer.get(conv.input[1])
+        if conv.name in fp16:  # FP16 in (a Cast where the type changes), FP16 weights, FP16 out
+            assert producer[conv.input[0]].op_type == "Cast" and inits[conv.input[1]].dtype == np.float16
+            assert producer[producer[conv.input[0]].input[0]].op_type == "DequantizeLinear"
+            assert conv.output[0] in outputs
+        else:  # INT8: dequantized INT8 activations and per-channel INT8 weights
+            assert producer[conv.input[0]].op_type == "DequantizeLinear"
+            assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].dtype == np.int8
+    assert {c.name for c in convs if c.name in fp16} == {n for n in fp16 if n.endswith("2/Conv")}
+    for script in ("build_dla.sh",):
+        assert _check_trtexec_lines(folder / "tensorrt11" / script, "11") == 2
+        assert _check_trtexec_lines(folder / "tensorrt10" / script, "10") == 2
+    source = (folder / "tensorrt11" / "build_dla.py").read_text()
+    from edgeq_tensorrt.generations import generations
+
+    assert not [api for api in generations()["11"].python_removed if api in source]
 
 
 def test_cli_refuses_a_layer_dla_cannot_run_under_no_gpu_fallback(tmp_path, cli):

@@ -31,7 +31,7 @@ def gpu(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dla(tmp_path_factory):
-    return _export(tmp_path_factory, "jetson-orin-nano-dla", "--no-gpu-fallback")
+    return _export(tmp_path_factory, "jetson-agx-orin-dla", "--no-gpu-fallback")
 
 
 def _by_name(report):
@@ -44,6 +44,8 @@ def test_gpu_int8_within_0_7_points(gpu):
     assert ref > 60, "the demo detector should be well trained on its own synthetic domain"
     entry = _by_name(report)["tensorrt-int8-qdq"]
     assert entry["status"] == "emulated" and entry["drop_map50_95"] <= 0.7
+    typed = _by_name(report)["tensorrt-trt11-int8-qdq-fp16"]  # TensorRT 11: AutoCast's FP16 types, same scales
+    assert typed["status"] == "emulated" and typed["drop_map50_95"] <= 0.7
     assert entry["extra"]["merged_quantizers"] > 0
     assert _by_name(report)["tensorrt-int8-engine"]["status"] in ("not-built", "measured")
     assert (out / entry["path"]).exists()
@@ -58,13 +60,29 @@ def test_dla_fp16_last_convs_within_1_point_and_all_int8_reported(dla):
     assert names["dla-engine"]["status"] in ("not-built", "measured")  # measured on a Jetson
     assert "build_dla.sh" in names["dla-engine"]["note"] or names["dla-engine"]["status"] == "measured"
     assert main["extra"]["gpu_fallback_layers"] == 0  # --no-gpu-fallback passed: wholly on DLA
-    assert (out / "dla" / "model.cache").read_text().startswith("TRT-100300-EntropyCalibration2\nimages: 3c010204")
+    assert (out / "dla" / "tensorrt10" / "model.cache").read_text().startswith(
+        "TRT-100300-EntropyCalibration2\nimages: 3c010204")
+
+
+def test_tensorrt_11_dla_graph_loses_what_the_cache_path_loses(dla):
+    """The strongly typed TensorRT 11.4.1 graph carries the cache's scales as Q/DQ nodes: the same drop, within
+    0.05 points, on the same images; each row says which TensorRT builds it."""
+    out, report = dla
+    names = _by_name(report)
+    cache, typed = names["dla-int8-fp16-last-convs"], names["dla-trt11-int8-fp16-last-convs"]
+    assert typed["status"] == "emulated" and typed["path"] == "dla/tensorrt11/model.onnx"
+    assert abs(typed["drop_map50_95"] - cache["drop_map50_95"]) <= 0.05
+    assert cache["note"].startswith("TensorRT 10.x") and typed["note"].startswith("TensorRT 11.x")
+    assert names["dla-trt11-engine"]["status"] in ("not-built", "measured")
+    deploy = (out / "dla" / "DEPLOY.md").read_text()
+    assert "./tensorrt10/build_dla.sh fallback" in deploy and "./tensorrt11/build_dla.sh fallback" in deploy
 
 
 def test_eval_command_scores_the_detached_dla_emulation(dla, cli):
     out, report = dla
     expected = _by_name(report)["dla-int8"]["map50_95"]
-    code, stdout, err = cli("eval", out / "dla" / "emulation" / "dla-int8.onnx", "--layout", "detached",
-                            "--head-json", out / "dla" / "model-head.json", "--val-images", VAL, "--no-progress")
+    code, stdout, err = cli("eval", out / "dla" / "tensorrt10" / "emulation" / "dla-int8.onnx", "--layout",
+                            "detached", "--head-json", out / "dla" / "tensorrt10" / "model-head.json",
+                            "--val-images", VAL, "--no-progress")
     assert code == 0, err
     assert f"| {expected:.2f} |" in stdout

@@ -38,12 +38,12 @@ def test_search_keeps_the_ruinous_layer_out_of_int8(cli, tmp_path, target, outli
     assert chosen["artifact"] == search["chosen"] and chosen["drop_map50_95"] <= 1.0
     assert chosen["kept"] == [OUTLIER_LAYER]
     if target == "tensorrt":  # the Q/DQ ONNX itself changed: the layer's input is no longer quantized
-        assert OUTLIER_LAYER in _qdq_inputs(out / "tensorrt" / "model-int8-qdq.onnx")
+        assert OUTLIER_LAYER in _qdq_inputs(out / "tensorrt" / "tensorrt10" / "model-int8-qdq.onnx")
         assert OUTLIER_LAYER not in _qdq_inputs(out / chosen["path"])
     else:  # the build script runs it (and the conv + SiLU writing its input) in FP16
-        script = (out / "search" / "step-1" / "dla" / "build_dla.sh").read_text()
+        script = (out / "search" / "step-1" / "dla" / "tensorrt10" / "build_dla.sh").read_text()
         assert f"{OUTLIER_LAYER}:fp16" in script and "/cv2.0/cv2.0.0/act/Mul:fp16" in script
-        precision = json.loads((out / "search" / "step-1" / "dla" / "model-precision.json").read_text())
+        precision = json.loads((out / "search" / "step-1" / "dla" / "tensorrt10" / "model-precision.json").read_text())
         assert OUTLIER_LAYER in precision["fp16_layers"]
 
 
@@ -51,12 +51,12 @@ def test_percentile_ranges_replace_modelopt_scales(cli, tmp_path, demo_pt, small
     scales = {}
     for method in ("minmax", "percentile-99.99"):
         out = tmp_path / method
-        code, _, err = _export(cli, out, "tensorrt", "--set", f"calibration.method={method}", model=demo_pt,
-                               data=small_data)
+        code, _, err = _export(cli, out, "tensorrt", "--set", f"calibration.method={method}", "--set",
+                               "options.tensorrt=10", model=demo_pt, data=small_data)
         assert code == 0, err
         report = json.loads((out / "report.json").read_text())
         assert report["calibration"]["used"] == method
-        model = onnx.load(str(out / "tensorrt" / "model-int8-qdq.onnx"))
+        model = onnx.load(str(out / "tensorrt" / "tensorrt10" / "model-int8-qdq.onnx"))
         inits = {i.name: i for i in model.graph.initializer}
         scales[method] = {n.input[0]: float(numpy_helper.to_array(inits[n.input[1]]).max())
                           for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}

@@ -41,7 +41,11 @@ def test_dla_qat_trains_against_the_ptq_cache_and_builds_beside_it(tiny_data, tm
                  "--qat-onnx", str(out / report["qat_onnx"])]) == 0
     rows = {a["name"]: a for a in json.loads((export / "report.json").read_text())["artifacts"]}
     assert rows["dla-int8-qat"]["status"] == "emulated" and rows["dla-int8-qat"]["map50_95"] is not None
-    assert (export / "dla-qat" / "model.cache").read_text() == (export / "dla" / "model.cache").read_text()
+    assert (export / "dla-qat" / "tensorrt10" / "model.cache").read_text() == \
+        (export / "dla" / "tensorrt10" / "model.cache").read_text()
+    # the QAT weights feed TensorRT 11.4.1's strongly typed graph too, with the same scales as Q/DQ nodes
+    assert rows["dla-trt11-int8-qat"]["status"] == "emulated" and rows["dla-trt11-int8-qat"]["map50_95"] is not None
+    assert rows["dla-trt11-int8-qat"]["role"] == "comparison" and rows["dla-int8-qat"]["role"] == "qat"
 
 
 def test_tensorrt_qat_builds_a_qdq_graph_of_the_trained_weights(tiny_data, tmp_path):

@@ -21,6 +21,7 @@ def _build(tmp_path, target, yolo_onnx, calib_images, **options):
     body, full, head = yolo_onnx["silu"]
     staging = tmp_path / "staging"
     staging.mkdir()
+    options = {"tensorrt": "10", **options}  # the scheme is the generations' shared calibration: one suffices
     job = make_job(TensorRTBackend(), target, options=options, head=head, body_onnx=body, full_onnx=full,
                    calibration=calib_images, staging=staging, activations={}, progress=False)
     return job, TensorRTBackend().build(job)

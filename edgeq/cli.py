@@ -20,7 +20,7 @@ examples:
   edgeq export --target dla --model best.pt --data data.yaml --max-drop 50%    over budget: keep the most
                                                       sensitive layers in FP16 until half the INT8 loss is back
   edgeq export --target tensorrt --set calibration.method=percentile-99.999 --keep-float /cv2.0/cv2.0.2/Conv
-  edgeq export --recipe jetson-orin-nano-dla --no-fallback          DLA only: a standalone loadable
+  edgeq export --recipe jetson-agx-orin-dla --no-fallback           DLA only: a standalone loadable
   edgeq export --target edgetpu --model yolo11n.yaml --allow-fallback   SiLU ops may run on the host CPU
 
 The output folder gets report.md (the table), report.json and report.png (search.png and search/step-N/ when

@@ -1,6 +1,6 @@
 """Benchmark of the TensorRT family on the demo detector (figures, not a test).
 
-Exports with the jetson-orin-gpu and jetson-orin-nano-dla recipes at 320 px and prints, on >= 300 val images:
+Exports with the jetson-orin-gpu and jetson-agx-orin-dla recipes at 320 px and prints, on >= 300 val images:
 emulated mAP50-95 of GPU INT8 (ModelOpt Q/DQ, run as is in ONNX Runtime) and DLA INT8 with and without the last
 head convolutions in FP16 (engine numerics rebuilt from the calibration cache), the drop against FP32, the number
 of quantizers merged by scale unification, and each export's wall time. All accuracy here is `emulated`: there
@@ -37,7 +37,7 @@ def main() -> int:
     model = demo.demo_model(args.activation)
     demo.demo_dataset(train=args.calib_images, val=args.val_images)  # generated outside the timed exports
     rows, reference = [], None
-    for recipe_name in ("jetson-orin-gpu", "jetson-orin-nano-dla"):
+    for recipe_name in ("jetson-orin-gpu", "jetson-agx-orin-dla"):
         recipe = load_recipe(recipe_name, sets=[f"evaluation.images={args.val_images}",
                                                 f"calibration.images={args.calib_images}", "imgsz=320",
                                                 f"model={model}", f"calibration.method={args.method}"])

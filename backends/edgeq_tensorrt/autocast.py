@@ -55,8 +55,8 @@ def autocast_fp16(qdq_path: Path, out_path: Path, images: np.ndarray, work: Path
                                                nodes_to_exclude=[f"^{re.escape(HEAD_PREFIX)}"], keep_io_types=True,
                                                calibration_data=str(data), providers=["cpu"])
     except Exception as exc:  # noqa: BLE001 - AutoCast raises anything; the log keeps the details
-        raise StageError("modelopt-autocast", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                         str(log_path)) from None
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise StageError("modelopt-autocast", f"{type(exc).__name__}: {first}", str(log_path)) from None
     finally:
         with open(log_path, "a") as log:
             log.write(captured.getvalue())

@@ -552,7 +552,8 @@ class DlaCachePipeline:
             engine_path = out / "model.engine"  # float I/O for the evaluator; the deployable build is build_dla.sh
             source = files.onnx if gen.name == "10" else out / "emulation" / f"{job.target}-trt11-" \
                 f"{'int8-fp16-last-convs' if opts.fp16_last_convs else 'int8'}.onnx"
-            engine_path.write_bytes(build_engine(source, calib_cache=files.cache, fp16_layers=fp16 if files.cache else (),
+            layers = fp16 if files.cache else ()  # TensorRT 11: the FP16 layers are typed in the graph
+            engine_path.write_bytes(build_engine(source, calib_cache=files.cache, fp16_layers=layers,
                                                  dla_core=opts.dla_core, gpu_fallback=allowed))
             return Artifact(name=name, target=job.target, variant=variant, path=engine_path,
                             precision=_dla_precision(fp16, layout), role=Role.COMPARISON, layout=layout,

@@ -113,8 +113,9 @@ def check_device(jetson: str | None, option: str, dla: bool) -> None:
         engine = "DLA" if dla else "GPU"
         why = ("TensorRT 11.4.1 restores DLA on the Jetson AGX Orin only" if dla
                else f"the {device.name}'s JetPack ships TensorRT {'/'.join(allowed)}.x only")
+        fix = f"set options.tensorrt={allowed[0] if len(allowed) == 1 else 'both'}"
         raise EdgeqError(f"options.tensorrt={option}: no TensorRT {'/'.join(missing)} {engine} build for the "
-                         f"{device.name} ({why})", f"set options.tensorrt={allowed[0] if len(allowed) == 1 else 'both'}")
+                         f"{device.name} ({why})", fix)
 
 
 def removed_flags(argv: list[str], generation: Generation) -> list[str]:

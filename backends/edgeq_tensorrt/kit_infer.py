@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Run this kit's TensorRT engine on one image and print the detections (edgeq deploy kit).
 
-Needs the engine built on this device first (DEPLOY.md: build_engine.sh or build_dla.sh), and TensorRT's
-Python bindings with cuda-python (JetPack 6 has both: python3-libnvinfer, pip install cuda-python), numpy and
-OpenCV. The engine's input may be FP32 (GPU engine from the Q/DQ ONNX) or INT8 in DLA's HWC4 format (the DLA
-build), quantized with the `images` scale of model.cache; FP16/FP32 outputs in linear or CHW16 format are read
-back into NCHW. edgeq could not run this script where it exported (no TensorRT there).
+Needs the engine built on this device first (DEPLOY.md: build_engine.sh or build_dla.sh of the tensorrt10/ or
+tensorrt11/ folder), and TensorRT 10 or 11's Python bindings (the tensor API: tensor names, set_tensor_address,
+execute_async_v3) with cuda-python (JetPack 6 and 7 have both: python3-libnvinfer, pip install cuda-python),
+numpy and OpenCV. The engine's input may be FP32 (GPU engine from the Q/DQ ONNX) or INT8 in DLA's HWC4 format
+(the DLA build), quantized with the `images` scale of model.cache (TensorRT 10) or model-io.json (TensorRT 11);
+FP16/FP32 outputs in linear or CHW16 format are read back into NCHW. edgeq could not run this script where it
+exported (no TensorRT there).
 """
 
 import sys
@@ -16,8 +18,8 @@ import numpy as np
 
 
 def add_arguments(parser):
-    parser.add_argument("--cache", type=Path, help="calibration cache with the INT8 input scale (default: "
-                        "model.cache beside the engine, for INT8 inputs only)")
+    parser.add_argument("--cache", type=Path, help="calibration cache or model-io.json with the INT8 input scale "
+                        "(default: model.cache, else model-io.json beside the engine, for INT8 inputs only)")
 
 
 def open_model(path, args, head):
@@ -38,7 +40,7 @@ def open_model(path, args, head):
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
     outputs = [n for n in names if n not in inputs]
     buffers = {n: _Buffer(engine, context, n, trt, cudart) for n in names}
-    scale = _input_scale(args.cache or Path(path).with_name("model.cache"), inputs[0]) \
+    scale = _input_scale(args.cache or _scale_file(Path(path)), inputs[0]) \
         if engine.get_tensor_dtype(inputs[0]) == trt.int8 else None
 
     def infer(images):
@@ -109,11 +111,26 @@ def _unpack_output(buffer, trt):
     return np.moveaxis(blocks, -1, 2).reshape(n, groups * buffer.vector, *spatial)[:, :c]
 
 
+def _scale_file(engine: Path) -> Path:
+    """Where the INT8 input scale is beside the engine: model.cache (TensorRT 10), model-io.json (TensorRT 11,
+    whose strongly typed graph carries it in the input's DequantizeLinear)."""
+    cache = engine.with_name("model.cache")
+    return cache if cache.exists() else engine.with_name("model-io.json")
+
+
 def _input_scale(cache: Path, name: str) -> float:
-    """The INT8 scale of `name` in a TensorRT calibration cache (lines `tensor: <float32 as big-endian hex>`)."""
+    """The INT8 scale of `name` in a TensorRT calibration cache (lines `tensor: <float32 as big-endian hex>`) or in
+    a TensorRT 11 folder's model-io.json."""
     if not cache.exists():
         raise SystemExit(f"infer.py: error: the engine takes INT8 input and '{cache}' (its scale) is missing; "
                          "pass --cache")
+    if cache.suffix == ".json":
+        import json
+
+        inputs = json.loads(cache.read_text())["inputs"]
+        if name not in inputs:
+            raise SystemExit(f"infer.py: error: '{cache}' has no scale for input '{name}'")
+        return float(inputs[name]["scale"])
     for line in cache.read_text().splitlines()[1:]:
         key, _, value = line.rpartition(":")
         if key.strip() == name:

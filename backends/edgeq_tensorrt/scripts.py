@@ -98,7 +98,7 @@ def version_guard(script: str, generation: str, dla: bool) -> str:
     ]
     if dla:
         lines += [
-            '# a Jetson without a DLA (Orin Nano, Thor): nothing here can build; JETSON_MODEL overrides the device tree',
+            "# a Jetson without a DLA (Orin Nano, Thor) builds nothing here; JETSON_MODEL overrides the device tree",
             'model="${JETSON_MODEL:-$(tr -d \'\\0\' < /proc/device-tree/model 2>/dev/null || true)}"',
             'case "$model" in',
             f'  *"Orin Nano"*|*Thor*) echo "{script}: $model has no DLA (only AGX Orin and Orin NX have one): '

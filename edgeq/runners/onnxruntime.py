@@ -26,7 +26,8 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {self.input_name: images.astype(np.float32, copy=False)})
         # an FP16-typed graph's outputs (TensorRT 11's typed DLA graph) reach the host decoder as float32
-        return {name: o.astype(np.float32) if o.dtype == np.float16 else o for name, o in zip(self.output_names, outputs)}
+        return {name: o.astype(np.float32) if o.dtype == np.float16 else o
+                for name, o in zip(self.output_names, outputs)}
 
     def close(self) -> None:
         self.session = None

@@ -117,3 +117,40 @@ def test_python_build_script_refuses_the_other_generation(scripts, tmp_path):
     source = (scripts / "tensorrt11" / "build_dla.py").read_text()
     assert not [api for api in generations()["11"].python_removed if api in source]
     assert "IInt8EntropyCalibrator2" in (scripts / "tensorrt10" / "build_dla.py").read_text()
+
+
+@pytest.mark.parametrize("name, target, jetson, tensorrt", [("jetson-agx-orin-dla", "dla", "agx-orin", "both"),
+                                                            ("jetson-orin-nx-dla", "dla", "orin-nx", "10"),
+                                                            ("jetson-orin-nano", "tensorrt", "orin-nano", "both"),
+                                                            ("jetson-thor", "tensorrt", "thor", "11")])
+def test_recipes_per_jetson(name, target, jetson, tensorrt):
+    from edgeq_tensorrt import TensorRTBackend
+
+    from edgeq.recipe import load_recipe
+
+    recipe = load_recipe(name)
+    options = TensorRTBackend().options_model(target)(**recipe.options)
+    assert recipe.target == target and (options.jetson, options.tensorrt) == (jetson, tensorrt)
+
+
+def test_the_old_recipe_name_is_an_alias_saying_the_new_one(capsys):
+    from edgeq.recipe import load_recipe
+
+    recipe = load_recipe("jetson-orin-nano-dla")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert recipe.target == "dla" and recipe.options["jetson"] == "agx-orin"
+    assert len(err) == 1 and "'jetson-orin-nano-dla' is now 'jetson-agx-orin-dla'" in err[0]
+
+
+@pytest.mark.parametrize("args, problem", [
+    (("--recipe", "jetson-agx-orin-dla", "--set", "options.jetson=orin-nano", "--set", "options.tensorrt=11"),
+     "Orin Nano has no DLA"),
+    (("--target", "dla", "--set", "options.jetson=thor"), "Jetson Thor has no DLA"),
+    (("--target", "tensorrt", "--set", "options.tensorrt=9"), "'9' is not a TensorRT generation"),
+])
+def test_cli_refuses_what_no_device_builds_in_one_line(tmp_path, cli, args, problem):
+    out = tmp_path / "out"
+    code, _, err = cli("export", *args, "--out", out, "--no-progress")
+    errors = [line for line in err.splitlines() if line.startswith("edgeq: error:")]
+    assert code == 2 and len(errors) == 1 and problem in errors[0] and "options." in errors[0]
+    assert "Traceback" not in err and not out.exists()

@@ -17,7 +17,8 @@ turns any Q/DQ ONNX into that pair: ours (ModelOpt PTQ), a QAT export (pytorch-q
      data movement MaxPool, ReLU, Clip, Reshape, Transpose, nearest Resize, Slice, ...: output = input and back
    Tensors still without a scale are listed; their consumers run in FP16 on DLA.
 
-CLI: `python -m edgeq_tensorrt.translate model_qdq.onnx --out DIR [--trt-version 10.3]`.
+CLI: `python -m edgeq_tensorrt.translate model_qdq.onnx --out DIR [--trt-version 10.3] [--tensorrt 11]`
+(`--tensorrt 11`: the strongly typed graph TensorRT 11.4.1 builds for DLA instead of the cache).
 """
 
 from __future__ import annotations
@@ -279,6 +280,42 @@ class TranslatedFiles:
     precision: Path  # JSON: int8 scales, inferred ones and why, FP16 nodes (for --layerPrecisions)
 
 
+def _load(qdq_onnx: Path):
+    import onnx
+
+    if not qdq_onnx.is_file():
+        raise EdgeqError(f"Q/DQ model '{qdq_onnx}' does not exist", "pass the path of a Q/DQ .onnx file")
+    try:
+        return onnx.load(str(qdq_onnx))
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors come in several types
+        raise EdgeqError(f"'{qdq_onnx}' is not a readable ONNX model ({type(exc).__name__})",
+                         "pass a valid .onnx file") from None
+
+
+def translate_typed(qdq_onnx: Path, out_dir: Path, stem: str | None = None) -> Path:
+    """TensorRT 11.4.1's DLA input from a Q/DQ ONNX (a QAT export): `<stem>-trt11.onnx`, strongly typed as edgeq's
+    own tensorrt11/ graph (Q/DQ on every INT8 tensor, the scales read and inferred as for the cache, the tensors
+    without a scale typed FP16, INT8 input, FP16 outputs). TensorRT 11 has no calibrator: without Q/DQ nodes a
+    model carries no INT8 for it, and is refused."""
+    import onnx
+
+    from edgeq_tensorrt.emulate import emulation_model
+
+    qdq_onnx = Path(qdq_onnx)
+    model = _load(qdq_onnx)
+    if not any(n.op_type in Q_OPS + DQ_OPS for n in model.graph.node):
+        raise EdgeqError(f"'{qdq_onnx.name}' has no QuantizeLinear/DequantizeLinear nodes: TensorRT 11 builds INT8 "
+                         "only from Q/DQ nodes (no calibrator, no cache), so this QAT ONNX has no INT8 for it",
+                         "export the QAT model with its quantizers as Q/DQ nodes, or calibrate the FP32 model with "
+                         "`edgeq export --target dla` (its tensorrt11/ folder)")
+    result = translate_model(model, qdq_onnx.name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stem or qdq_onnx.stem}-trt11.onnx"
+    onnx.save(emulation_model(result.model, result.scales, result.fp16_nodes, typed=True), str(path))
+    return path
+
+
 def translate(qdq_onnx: Path, out_dir: Path, trt_version: str = "10.3", stem: str | None = None) -> TranslatedFiles:
     """The CLI-callable translator: writes `<stem>-noqdq.onnx`, `<stem>.cache`, `<stem>-precision.json`.
 
@@ -287,13 +324,7 @@ def translate(qdq_onnx: Path, out_dir: Path, trt_version: str = "10.3", stem: st
     import onnx
 
     qdq_onnx = Path(qdq_onnx)
-    if not qdq_onnx.is_file():
-        raise EdgeqError(f"Q/DQ model '{qdq_onnx}' does not exist", "pass the path of a Q/DQ .onnx file")
-    try:
-        model = onnx.load(str(qdq_onnx))
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors come in several types
-        raise EdgeqError(f"'{qdq_onnx}' is not a readable ONNX model ({type(exc).__name__})",
-                         "pass a valid .onnx file") from None
+    model = _load(qdq_onnx)
     result = translate_model(model, qdq_onnx.name)
     stem = stem or qdq_onnx.stem
     out_dir = Path(out_dir)
@@ -324,10 +355,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="ONNX with QuantizeLinear/DequantizeLinear pairs (PTQ or QAT export)")
     parser.add_argument("--out", "-o", type=Path, default=Path("translated"))
     parser.add_argument("--trt-version", default="10.3", help="TensorRT version for the cache header")
+    parser.add_argument("--tensorrt", choices=("10", "11"), default="10",
+                        help="10: ONNX without Q/DQ + calibration cache (JetPack 6); 11: the strongly typed DLA "
+                             "graph TensorRT 11.4.1+ builds (JetPack 7.2.2+)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """`edgeq translate`: Q/DQ ONNX -> ONNX without Q/DQ + calibration cache; raises EdgeqError on bad input."""
+    """`edgeq translate`: Q/DQ ONNX -> ONNX without Q/DQ + calibration cache (or TensorRT 11's typed graph);
+    raises EdgeqError on bad input."""
+    if getattr(args, "tensorrt", "10") == "11":
+        print(translate_typed(args.model, args.out))
+        return 0
     files = translate(args.model, args.out, args.trt_version)
     config = json.loads(files.precision.read_text())
     print(f"{files.onnx}\n{files.cache} ({len(config['int8_tensor_scales'])} scales, "

@@ -215,3 +215,35 @@ def test_edgeq_translate_command_writes_all_three_files(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "t").iterdir())
     assert names == ["qat-noqdq.onnx", "qat-precision.json", "qat.cache"]
     assert parse_cache(tmp_path / "t" / "qat.cache").scales["images"] == float32(1 / 127)
+
+
+def test_tensorrt_11_translation_types_a_qat_qdq_graph_and_refuses_one_without_qdq(tmp_path, capsys):
+    """`--tensorrt 11`: the QAT Q/DQ graph becomes TensorRT 11.4.1's strongly typed DLA graph (INT8 input, the
+    same scales as the cache path, FP16 outputs) that computes what the cache path's emulation computes; a QAT
+    ONNX without Q/DQ has no INT8 for TensorRT 11 (no calibrator): one line, exit 2, nothing written."""
+    import onnx
+    import onnxruntime as ort
+    from edgeq_tensorrt.emulate import emulation_model, with_float_input
+    from onnx import TensorProto
+
+    from edgeq.cli import main as edgeq_main
+
+    onnx.save(_qat_style_model(), str(tmp_path / "qat.onnx"))
+    assert edgeq_main(["translate", str(tmp_path / "qat.onnx"), "--out", str(tmp_path / "t"), "--tensorrt", "11"]) == 0
+    typed = onnx.load(str(tmp_path / "t" / "qat-trt11.onnx"))
+    assert typed.graph.input[0].type.tensor_type.elem_type == TensorProto.INT8
+    assert {o.type.tensor_type.elem_type for o in typed.graph.output} == {TensorProto.FLOAT16}
+    result = translate_model(_qat_style_model())
+    cache_path = emulation_model(result.model, result.scales, result.fp16_nodes)
+    x = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+
+    def run(model):
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0].astype(np.float32)
+
+    np.testing.assert_allclose(run(with_float_input(typed)), run(cache_path), atol=2e-2)
+    onnx.save(silu_concat_model(), str(tmp_path / "float.onnx"))
+    code = edgeq_main(["translate", str(tmp_path / "float.onnx"), "--out", str(tmp_path / "u"), "--tensorrt", "11"])
+    err = capsys.readouterr().err
+    assert code == 2 and "TensorRT 11 builds INT8 only from Q/DQ nodes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "u").exists()

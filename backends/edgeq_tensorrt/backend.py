@@ -276,7 +276,6 @@ class GpuQdqPipeline:
 
     def _engine_artifact(self, job: Job, qdq_path: Path, engine_path: Path, extra: dict, script: Path,
                          gen) -> Artifact:
-        from edgeq_tensorrt.generations import parse_version
         from edgeq_tensorrt.runner import build_engine, installed_version
 
         opts: TensorRTOptions = job.options
@@ -293,7 +292,7 @@ class GpuQdqPipeline:
             return Artifact(**common, status="measured", note=f"{gen.label}: engine built from {qdq_path.name}",
                             open_runner=lambda: TensorRTRunner(engine_path), measure_latency=True)
         why = ("build_engine is off" if not opts.build_engine else "TensorRT is not installed here" if not here
-               else f"TensorRT {here} here is not {gen.label}" if parse_version(here) else "")
+               else f"TensorRT {here} here is not {gen.label}")
         where = f"{job.target}/{gen.folder}/{script.name}"
         return Artifact(**common, status="not-built", note=f"{gen.label}: {why}: run {where} on the target",
                         companions=(script,))

@@ -15,7 +15,7 @@ pytest.importorskip("modelopt")
 def _export(cli, out, target, *extra, model, data):
     return cli("export", "--target", target, "--model", model, "--data", data, "--calib-images", 24,
                "--val-images", 40, "--out", out, "--no-progress", "--set", "analysis.metric_images=8", "--set",
-               "analysis.map_layers=3", "--set", "analysis.map_images=24", *extra)
+               "analysis.map_layers=3", "--set", "analysis.map_images=24", "--set", "options.tensorrt=10", *extra)
 
 
 def _qdq_inputs(path):
@@ -51,8 +51,8 @@ def test_percentile_ranges_replace_modelopt_scales(cli, tmp_path, demo_pt, small
     scales = {}
     for method in ("minmax", "percentile-99.99"):
         out = tmp_path / method
-        code, _, err = _export(cli, out, "tensorrt", "--set", f"calibration.method={method}", "--set",
-                               "options.tensorrt=10", model=demo_pt, data=small_data)
+        code, _, err = _export(cli, out, "tensorrt", "--set", f"calibration.method={method}", model=demo_pt,
+                               data=small_data)
         assert code == 0, err
         report = json.loads((out / "report.json").read_text())
         assert report["calibration"]["used"] == method

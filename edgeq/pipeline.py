@@ -22,10 +22,13 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
+
 from edgeq import backend as registry
 from edgeq.backend import SHIPPED_ROLES, Artifact, Backend, Job, PluginError, Role, backend_for
 from edgeq.data import preprocess, read_image
 from edgeq.errors import AccuracyGateError, EdgeqError
+from edgeq.evaluation.diagnostics import best_f1_threshold, describe
 from edgeq.evaluation.evaluator import EvalSet, EvalSettings, evaluate
 from edgeq.evaluation.matches import map50_95
 from edgeq.evaluation.uncertainty import PairedBootstrap, compare, small_set_warning
@@ -291,12 +294,17 @@ def evaluate_shared(detector, eval_set: EvalSet, full_onnx: Path, recipe: Recipe
                              note="FP32 ONNX every target starts from",
                              open_runner=lambda: OnnxRuntimeRunner(full_onnx))
         bootstrap = PairedBootstrap(ref.matches)
+        fp32_matches: dict = {}
         entry = _evaluate_artifact(onnx_fp32, head, eval_set, settings, ref.map50_95, full_onnx.parent, progress,
-                                   paired=bootstrap)
+                                   paired=bootstrap, kept=fp32_matches)
     if warning := small_set_warning(len(eval_set)):
         log(warning)
+    best_conf = best_f1_threshold(ref.matches)
     reference = {"name": "pytorch-fp32", "runtime": runtime, "map50_95": round(ref.map50_95, 2),
-                 "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images}
+                 "map50": round(ref.map50, 2), "latency_ms": None, "images": ref.images,
+                 "fp32_best_f1_conf": round(best_conf, 4),
+                 "diagnostics": describe(ref.matches, ref.matches, recipe.evaluation.deploy_conf, best_conf)}
+    entry.diagnostics = describe(fp32_matches[onnx_fp32.name], ref.matches, recipe.evaluation.deploy_conf, best_conf)
     fast = fast_images if fast_images and fast_images < len(eval_set) else None
     return SharedResults(reference=reference, ref_map=ref.map50_95, onnx_fp32=entry, settings=settings,
                          sample=sample, eval_set=eval_set, fast_images=fast, bootstrap=bootstrap)
@@ -319,8 +327,13 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     for command in remedy_commands(findings, recipe.model, recipe.data, recipe.target):
         log(f"the training fix for the findings above, on this model and data: {command}")
     job.fallback.enforce(findings)
+    trial_errors: dict = {}  # auto: per method, per image (signal, error) energies, for the noise in its choice
     calibration = choose_method(job, job.plan, recipe.calibration.method, analysis.get, log,
-                                lambda methods: _real_method_scores(job, backend, methods, recipe, staging))
+                                lambda methods: _real_method_scores(job, backend, methods, recipe, staging,
+                                                                    trial_errors))
+    if calibration.scores and len(trial_errors) > 1:
+        calibration.noise = _calibration_noise(calibration, trial_errors)
+        log(f"calibration auto: {calibration.noise}")
     job = replace(job, calibration_method=calibration.used)
     log(f"building {recipe.target} artifacts ({len(intake.calib_paths)} calibration images, calibration "
         f"{calibration.describe()}{', kept float: ' + ', '.join(job.keep_float) if job.keep_float else ''})")
@@ -350,6 +363,8 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
                                            paired=shared.bootstrap, kept=matches)
             entries.append(entry)
         uncertainty = _uncertainty(entries, matches, shared)
+        for entry in entries:
+            _describe_entry(entry, matches, shared, recipe)
     throughput = _time_artifacts(scored, entries, sample, recipe, timer, progress)
     search = None
     primary = next(e for e in entries if e.name == shipped.name)
@@ -359,7 +374,7 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     if budget is not None and recipe.search.enabled and primary.drop_map50_95 > budget:
         with timer.stage("search"):
             search = _search(job, backend, analysis, primary, artifacts, entries, shared.ref_map, eval_set,
-                             settings, sample, recipe, staging, budget)
+                             settings, sample, recipe, staging, budget, shared.bootstrap, matches)
     steps = backend.deploy_steps(job, artifacts)
     if steps is not None:
         from edgeq.deploy.kit import write_kit
@@ -444,7 +459,21 @@ def _trial_build(job: Job, backend: Backend, folder: Path, **changes) -> Artifac
     return artifact
 
 
-def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, staging: Path) -> list:
+def _calibration_noise(calibration, trial_errors: dict) -> str:
+    """Whether auto's winner leads the runner-up by more than the calibration images' noise, in words."""
+    from edgeq.evaluation.uncertainty import snr_lead
+
+    best, runner_up = sorted(calibration.scores, key=lambda s: -s["snr_db"])[:2]
+    signal, noise_best = trial_errors[best["method"]]
+    lead = snr_lead(signal, noise_best, trial_errors[runner_up["method"]][1])
+    verdict = ("inside the noise of these images: the choice could go either way, and the two should deploy "
+               "alike" if lead.contains(0.0) else "beyond the noise of these images")
+    return (f"{best['method']} leads {runner_up['method']} by {best['snr_db'] - runner_up['snr_db']:.2f} dB output "
+            f"SNR (95% interval {lead.text()}, paired bootstrap over the {len(signal)} scored images): {verdict}")
+
+
+def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, staging: Path,
+                        per_image: dict | None = None) -> list:
     """`calibration.method: auto` in an export: the shipped artifact built once per offered method (in a scratch
     folder, removed after), run on calibration images and compared with FP32 on the anchors FP32 is confident
     about; the pipeline then builds the winner for real."""
@@ -469,6 +498,9 @@ def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, sta
             ref, quant = confident_vectors(references[source], outputs, job.head.imgsz,
                                            normalized=artifact.layout is HeadLayout.NORMALIZED)
             scores.append(MethodScore(method, *score(ref, quant)))
+            if per_image is not None:  # (signal, error) energy per image: the interval on auto's choice
+                per_image[method] = (np.array([float(np.sum(r * r)) for r in ref]),
+                                     np.array([float(np.sum((r - q) ** 2)) for r, q in zip(ref, quant)]))
             shutil.rmtree(trials / method, ignore_errors=True)
     finally:
         shutil.rmtree(trials, ignore_errors=True)
@@ -487,14 +519,17 @@ def shipped_entry(entries: list[ArtifactEntry]) -> ArtifactEntry | None:
 
 def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: ArtifactEntry, artifacts: list[Artifact],
             entries: list[ArtifactEntry], ref_map: float, eval_set: EvalSet, settings: EvalSettings, sample,
-            recipe: Recipe, staging: Path, budget: float):
+            recipe: Recipe, staging: Path, budget: float, bootstrap: PairedBootstrap | None = None,
+            matches: dict | None = None):
     """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
     from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
     from edgeq.evaluation.timing import TimedArtifact, time_interleaved
 
     started, plan = time.perf_counter(), job.plan
     start = StepResult(step=0, kept=list(job.keep_float), artifact=primary.name, path=primary.path,
-                       map50_95=primary.map50_95, drop_map50_95=primary.drop_map50_95, latency_ms=primary.latency_ms)
+                       map50_95=primary.map50_95, drop_map50_95=primary.drop_map50_95, latency_ms=primary.latency_ms,
+                       drop_interval=primary.drop_interval)
+    step_matches = {primary.name: (matches or {}).get(primary.name)}
     if plan is None:
         return SearchResult(budget=budget, requested=str(recipe.max_drop), steps=[start],
                             stopped=f"target {job.target} describes no quantization scheme: nothing to search")
@@ -517,7 +552,8 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
         nonlocal fp32_latency
         artifact = _trial_build(job, backend, staging / "search" / f"step-{step}", keep_float=tuple(kept))
         artifact.name = f"{artifact.name}-keep{len(kept)}"
-        entry = _evaluate_artifact(artifact, job.head, eval_set, settings, ref_map, staging, job.progress)
+        entry = _evaluate_artifact(artifact, job.head, eval_set, settings, ref_map, staging, job.progress,
+                                   paired=bootstrap, kept=step_matches)
         latency = None
         if artifact.measure_latency and fp32 is not None and recipe.evaluation.latency_runs:
             timings = time_interleaved([TimedArtifact(fp32.name, fp32.open_runner),
@@ -527,15 +563,29 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
             latency = by_name.get(artifact.name)
             fp32_latency = by_name.get(fp32.name) or fp32_latency  # timed in the same rounds: the fair comparison
         return StepResult(step=step, kept=kept, artifact=artifact.name, path=entry.path, map50_95=entry.map50_95,
-                          drop_map50_95=entry.drop_map50_95, latency_ms=latency)
+                          drop_map50_95=entry.drop_map50_95, latency_ms=latency, drop_interval=entry.drop_interval)
 
     result = run_search(start, ranked, list(job.keep_float), budget, recipe.search.max_layers, plan.scheme,
                         build_step, lambda: fp32_latency, log, str(recipe.max_drop))
     if plan.scheme.higher_precision is None:
         result.costs = float_layer_costs(layer_analysis.model, ranked[:8], plan.scheme)
     result.seconds = round(time.perf_counter() - started, 1)
+    if bootstrap is not None:
+        result.noise = _search_noise(result, step_matches, bootstrap)
+        if result.noise:
+            log(f"search: {result.noise}")
     log(f"search: {result.stopped}" + (f"; chosen {result.chosen}" if result.chosen else ""))
     return result
+
+
+def _describe_entry(entry: ArtifactEntry, matches: dict, shared: SharedResults, recipe: Recipe) -> None:
+    """What mAP hides (edgeq.evaluation.diagnostics), for one scored entry against FP32 on the same images."""
+    table = matches.get(entry.name)
+    if table is None:  # not scored here (not built), or the shared FP32 ONNX, described once in evaluate_shared
+        return
+    reference = shared.bootstrap.subset(table.n_images).reference
+    entry.diagnostics = describe(table, reference, recipe.evaluation.deploy_conf,
+                                 shared.reference["fp32_best_f1_conf"])
 
 
 def _uncertainty(entries: list[ArtifactEntry], matches: dict, shared: SharedResults) -> dict:
@@ -544,6 +594,26 @@ def _uncertainty(entries: list[ArtifactEntry], matches: dict, shared: SharedResu
     full = {e.name: matches[e.name] for e in entries
             if e.name in matches and e.role != Role.REFERENCE.value and "evaluation_images" not in e.extra}
     return {**shared.bootstrap.record(), "comparisons": compare(full, shared.bootstrap)}
+
+
+def _search_noise(result, step_matches: dict, bootstrap: PairedBootstrap) -> str:
+    """Where the search's verdict rests on a difference inside the images' noise: the chosen (or best) step's drop
+    interval holding the budget, and steps whose gain over the step before is within noise."""
+    parts = []
+    steps = result.steps
+    verdict = next((s for s in steps if s.artifact == result.chosen), None) or min(steps, key=lambda s: s.drop_map50_95)
+    if verdict.drop_interval and verdict.drop_interval[0] <= result.budget <= verdict.drop_interval[1]:
+        parts.append(f"the verdict rests on noise: {verdict.artifact}'s drop {verdict.drop_map50_95:.2f} has the "
+                     f"95% interval {verdict.drop_interval[0]:.2f} to {verdict.drop_interval[1]:.2f}, which holds "
+                     f"the budget {result.budget:.3g}")
+    flat = []
+    for before, after in zip(steps, steps[1:]):
+        a, b = step_matches.get(after.artifact), step_matches.get(before.artifact)
+        if a is not None and b is not None and bootstrap.difference(a, b).contains(0.0):
+            flat.append(f"step {after.step} over step {before.step} ({before.drop_map50_95 - after.drop_map50_95:+.2f})")
+    if flat:
+        parts.append("gains within noise (the 95% interval of the difference contains 0): " + ", ".join(flat))
+    return "; ".join(parts)
 
 
 def _evaluate_artifact(artifact: Artifact, head, eval_set: EvalSet, settings: EvalSettings, ref_map: float,
@@ -599,7 +669,10 @@ def enforce_max_drop(report: Report, recipe: Recipe) -> None:
     if primary is None or recipe.max_drop is None:
         return
     max_drop = recipe.budget(primary.drop_map50_95)
+    noise = _budget_noise(primary, max_drop)
     if primary.drop_map50_95 <= max_drop:
+        if noise:
+            log(f"{primary.name} is within --max-drop, but {noise}")
         return
     if isinstance(recipe.max_drop, str):
         max_drop = f"{recipe.max_drop} ({max_drop:.3g} points)"
@@ -614,11 +687,22 @@ def enforce_max_drop(report: Report, recipe: Recipe) -> None:
                                 (remedy or "raise search.max_layers") + "; the steps are in report.md")
     if search and remedy:
         raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
-                                f"{max_drop}, and mixed precision cannot help here ({search.stopped})", remedy)
+                                f"{max_drop}{', but ' + noise if noise else ''}, and mixed precision cannot help here "
+                                f"({search.stopped})", remedy)
     raise AccuracyGateError(f"{primary.name} loses {primary.drop_map50_95:.2f} mAP50-95 points, over --max-drop "
-                            f"{max_drop}" + (f" ({search.stopped})" if search else ""),
+                            f"{max_drop}" + (f", but {noise}" if noise else "")
+                            + (f" ({search.stopped})" if search else ""),
                             "keep more layers in float (--keep-float, `edgeq analyze` ranks them), try "
                             "calibration.method auto, add calibration images, or raise --max-drop")
+
+
+def _budget_noise(entry: ArtifactEntry, budget: float) -> str:
+    """When the budget lies inside the drop's interval: the gate's verdict is the images' noise, in words."""
+    interval = entry.drop_interval
+    if interval is None or not interval[0] <= budget <= interval[1]:
+        return ""
+    return (f"the budget {budget:.3g} lies inside the drop's 95% interval ({interval[0]:.2f} to {interval[1]:.2f}): "
+            "on other images of the same kind the verdict could go the other way")
 
 
 def _with_command(remedy: str, recipe: Recipe) -> str:

@@ -53,6 +53,8 @@ class EvaluationConfig(_Strict):
     seed: int = 0
     conf: float = Field(0.001, gt=0, lt=1)
     iou: float = Field(0.7, gt=0, le=1)
+    deploy_conf: float = Field(0.25, gt=0, lt=1, description="a deployment's fixed score threshold (Ultralytics' "
+                               "predict default): precision, recall and F1 are reported at it")
     latency_runs: int = Field(50, ge=0, description="timed rounds per artifact and batch (0: no timing)")
     warmup_runs: int = Field(5, ge=0)
     # batch sizes timed for throughput where the target's runtime runs here (timed interleaved); 1 is the

@@ -33,6 +33,8 @@ class ArtifactEntry:
     precision_detail: dict[str, Any] = field(default_factory=dict)
     # the drop's 95% interval [low, high] (paired bootstrap over the evaluation images, edgeq.evaluation.uncertainty)
     drop_interval: list[float] | None = None
+    # what mAP hides (edgeq.evaluation.diagnostics.describe): per-class AP, P/R/F1 at thresholds, score shift, sizes
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Report:
                  "reproduced by a reference runtime (accuracy only, no latency). *not-built*: the toolchain is "
                  "absent here; the files to build it on the device are in this folder.", ""]
         parts += self._baseline_lines()
+        parts += self._hidden_section()
         parts += self._calibration_lines()
         parts += self._search_section()
         parts += self._throughput_section()
@@ -123,6 +126,64 @@ class Report:
         if words := noise_words(u.get("comparisons", [])):
             lines.append(words)
         return [" ".join(lines), ""]
+
+    def _hidden_section(self) -> list[str]:
+        """What mAP hides: per-class AP and recall at the deployment threshold, precision/recall/F1 at that
+        threshold and at FP32's best-F1 threshold, the score shift of the objects both find, AP by object size."""
+        ref = self.reference.get("diagnostics")
+        rows = [a for a in self.artifacts if a.diagnostics and a.role != "reference"]
+        if not ref or not rows:
+            return []
+        names = self.model.get("names") or [str(k) for k in range(len(ref["class_ap"]))]
+        deploy, best = ref["at_deploy_conf"]["conf"], ref["at_fp32_best_f1"]["conf"]
+        lines = ["## What mAP hides", "",
+                 f"Per class: AP50-95 (drop against FP32), precision and recall at the deployment threshold conf {deploy:g} "
+                 "(`evaluation.deploy_conf`, IoU 0.5). A class can collapse behind a small overall drop, and a "
+                 "squeezed confidence moves recall at a fixed threshold while mAP, which only ranks, stays put.", "",
+                 "| class | FP32 | " + " | ".join(a.name for a in rows) + " |",
+                 "|---|---:|" + "---:|" * len(rows)]
+        for k, name in enumerate(names):
+            fp32_ap = ref["class_ap"][k]
+            if fp32_ap is None:
+                continue
+            cells = [f"{fp32_ap:.2f}, {_pr(ref, k)}"]
+            for a in rows:
+                ap = a.diagnostics["class_ap"][k]
+                cells.append("n/a" if ap is None else f"{ap:.2f} (drop {fp32_ap - ap:.2f}), {_pr(a.diagnostics, k)}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += self._worst_class_lines(names, ref)
+        lines += [f"Detections kept at a fixed threshold (all classes, IoU 0.5): precision / recall / F1 in percent at "
+                  f"conf {deploy:g} and at {best:.3f}, FP32's best-F1 threshold; the median score of the objects "
+                  "FP32 and the artifact both find, and its median change.", "",
+                  f"| model | P@{deploy:g} | R@{deploy:g} | F1@{deploy:g} | P@{best:.3f} | R@{best:.3f} | "
+                  f"F1@{best:.3f} | median score (change) | AP small / medium / large |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for name, d in [("reference (fp32)", ref), *((a.name, a.diagnostics) for a in rows)]:
+            at, bf, shift = d["at_deploy_conf"], d["at_fp32_best_f1"], d["confidence_shift"]
+            score = "" if shift["median"] is None else f"{shift['median']:.3f} ({shift['median_change']:+.3f})"
+            sizes = " / ".join(_num(d["size_ap"].get(s)) for s in ("small", "medium", "large")) \
+                if d.get("size_ap") else "n/a"
+            lines.append(f"| {name} | {at['precision']:.1f} | {at['recall']:.1f} | {at['f1']:.1f} | "
+                         f"{bf['precision']:.1f} | {bf['recall']:.1f} | {bf['f1']:.1f} | {score} | {sizes} |")
+        return [*lines, "", "`report.png` shows the matched objects' scores, FP32 against the shipped artifact.", ""]
+
+    def _worst_class_lines(self, names: list[str], ref: dict) -> list[str]:
+        """The shipped artifact's worst class, called out against its overall drop."""
+        from edgeq.pipeline import shipped_entry
+
+        shipped = shipped_entry(self.artifacts)
+        if shipped is None or not shipped.diagnostics:
+            return []
+        d = shipped.diagnostics
+        drops = [(ref["class_ap"][k] - d["class_ap"][k], k) for k in range(len(names))
+                 if ref["class_ap"][k] is not None and d["class_ap"][k] is not None]
+        if not drops:
+            return []
+        drop, k = max(drops)
+        return [f"Worst class of {shipped.name}: **{names[k]}**, AP50-95 {ref['class_ap'][k]:.2f} -> "
+                f"{d['class_ap'][k]:.2f} (drop {drop:.2f}, against {shipped.drop_map50_95:.2f} overall); at conf "
+                f"{ref['at_deploy_conf']['conf']:g}: {_pr(ref, k)} -> {_pr(d, k)}.", ""]
 
     def default_path_gain(self) -> tuple[ArtifactEntry, ArtifactEntry] | None:
         """(edgeq's shipped entry, Ultralytics' entry) when both have figures: the comparison --baseline asks for."""
@@ -155,7 +216,8 @@ class Report:
         if not c:
             return []
         used = f"auto chose **{c['used']}**" if c["requested"] == "auto" else f"**{c['used']}**"
-        lines = [f"Calibration method: {used} ({c['how']}).", ""]
+        lines = [f"Calibration method: {used} ({c['how']})."
+                 + (f" The choice: {c['noise']}." if c.get("noise") else ""), ""]
         if c.get("scores"):
             lines += ["| method | emulated output SNR (dB) | cosine | MSE |", "|---|---:|---:|---:|"]
             lines += [f"| {s['method']} | {s['snr_db']:.2f} | {s['cosine']:.5f} | {s['mse']:.3g} |" for s in c["scores"]]
@@ -177,7 +239,7 @@ class Report:
                  "|---:|---:|---|---:|---:|---:|---|"]
         for step in s.steps:
             lines.append(f"| {step.step} | {len(step.kept)} | {step.path} | {step.map50_95:.2f} | "
-                         f"{step.drop_map50_95:.2f} | {_ms(step.latency_ms)} | "
+                         f"{_interval_cell(step.drop_map50_95, step.drop_interval)} | {_ms(step.latency_ms)} | "
                          f"{'yes' if step.within_budget else 'no'} |")
         if s.fp32_latency_ms:
             lines += ["", f"FP32 latency, timed in the same rounds as the last step: {s.fp32_latency_ms:.1f} ms."]
@@ -188,6 +250,8 @@ class Report:
             lines += ["", "What keeping each of the most sensitive layers in float would cost on this full-integer "
                       "target:", "", "| layer | ops off the accelerator | why |", "|---|---:|---|"]
             lines += [f"| `{c.layer}` | {c.ops_off_accelerator} | {c.why} |" for c in s.costs]
+        if s.noise:
+            lines += ["", f"Noise: {s.noise}."]
         if s.remedy:
             lines += ["", f"Training-side remedy: {s.remedy}"]
         lines += ["", f"Search wall time {s.seconds:.0f} s." if s.seconds else ""]
@@ -299,8 +363,16 @@ class Report:
         colours = [{"measured": "#2b6cb0", "emulated": "#dd8a2b"}.get(a.status, "grey") for a in rows]
         names = [f"{a.name} ({a.status})" for a in rows]
         ref = self.reference["map50_95"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.8), sharey=True,
-                                          gridspec_kw={"width_ratios": [3, 2]})
+        from edgeq.pipeline import shipped_entry
+
+        shipped = shipped_entry(self.artifacts)
+        scores = self.reference.get("diagnostics", {}).get("matched_scores")
+        histogram = bool(scores and shipped is not None and shipped.diagnostics.get("matched_scores"))
+        fig = plt.figure(figsize=(16 if histogram else 11, max(3.2, 0.45 * len(rows) + 1.8)))
+        grid = fig.add_gridspec(1, 3 if histogram else 2, width_ratios=[3, 2, 2.4] if histogram else [3, 2])
+        left = fig.add_subplot(grid[0, 0])
+        right = fig.add_subplot(grid[0, 1], sharey=left)
+        right.tick_params(labelleft=False)
         values = [a.map50_95 for a in rows]
         low = max(0.0, min([*values, ref]) - max(2.0, 0.15 * (max([*values, ref]) - min([*values, ref]))))
         left.barh(names, values, color=colours)
@@ -315,8 +387,21 @@ class Report:
         right.set_xlabel("drop vs FP32 (points, lower is better)")
         for y, value in enumerate(drops):
             right.text(max(value, 0), y, f" {value:.2f}", va="center", fontsize=8)
-        right.set_xlim(min(0, *drops) - 0.2, max(0.5, *drops) * 1.3)
+        lows = [a.drop_interval[0] if a.drop_interval else a.drop_map50_95 for a in rows]
+        highs = [a.drop_interval[1] if a.drop_interval else a.drop_map50_95 for a in rows]
+        right.set_xlim(min(0, *lows) - 0.2, max(0.5, *highs) * 1.3)
         left.invert_yaxis()
+        if histogram:
+            ax = fig.add_subplot(grid[0, 2])
+            bins = [i / 20 for i in range(21)]
+            ax.hist(scores, bins=bins, alpha=0.55, color="black", label="FP32 reference")
+            ax.hist(shipped.diagnostics["matched_scores"], bins=bins, alpha=0.55, color="#2b6cb0",
+                    label=shipped.name)
+            ax.axvline(self.reference["diagnostics"]["at_deploy_conf"]["conf"], color="#c53030", linestyle=":",
+                       label="deployment threshold")
+            ax.set_xlabel("score of each object found (IoU 0.5)")
+            ax.set_ylabel("objects")
+            ax.legend(fontsize=8)
         fig.suptitle(f"{Path(self.model['source']).name} -> {self.recipe.get('target')}, "
                      f"{self.data['val_images']} images")
         fig.tight_layout()
@@ -341,9 +426,17 @@ def drop_text(entry: ArtifactEntry) -> str:
     """The drop with its interval, as every table prints it: `0.68 (0.31 to 1.02)`."""
     if entry.drop_map50_95 is None:
         return ""
-    if entry.drop_interval is None:
-        return f"{entry.drop_map50_95:.2f}"
-    return f"{entry.drop_map50_95:.2f} ({entry.drop_interval[0]:.2f} to {entry.drop_interval[1]:.2f})"
+    return _interval_cell(entry.drop_map50_95, entry.drop_interval)
+
+
+def _interval_cell(drop: float, interval: list[float] | None) -> str:
+    return f"{drop:.2f}" if interval is None else f"{drop:.2f} ({interval[0]:.2f} to {interval[1]:.2f})"
+
+
+def _pr(diagnostics: dict, k: int) -> str:
+    """Class k's precision and recall at the deployment threshold: `P 91% R 88%`."""
+    at = diagnostics["at_deploy_conf"]
+    return f"P {at['class_precision'][k]:.0f}% R {at['class_recall'][k]:.0f}%"
 
 
 def _error_bars(rows: list[ArtifactEntry]) -> dict:

@@ -21,6 +21,7 @@ class CalibrationChoice:
     how: str  # how the target's quantizer gets it, for the report
     scores: list[dict] = field(default_factory=list)  # auto: every method's output error
     scored_by: str = ""  # auto: "real builds" (export) or "emulation" (analyze)
+    noise: str = ""  # auto in an export: whether the winner's lead over the runner-up is more than the images' noise
 
     def describe(self) -> str:
         picked = f"auto -> {self.used}" if self.requested == "auto" else self.used

@@ -28,6 +28,7 @@ class StepResult:
     drop_map50_95: float
     latency_ms: float | None = None  # where the target's latency is measured here
     within_budget: bool = False
+    drop_interval: list[float] | None = None  # the drop's 95% interval (edgeq.evaluation.uncertainty)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class SearchResult:
     costs: list[FloatLayerCost] = field(default_factory=list)
     remedy: str = ""  # the training-side fix, where mixed precision cannot reach the budget
     fp32_latency_ms: float | None = None  # the FP32 artifact, timed beside the last step (None: not measured here)
+    noise: str = ""  # where the search's verdict or a step's gain lies inside the images' noise, in words
     seconds: float = 0.0
 
 

@@ -11,7 +11,7 @@ if it had been evaluated twice (tests hold the unweighted figure to faster-coco-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class MatchTable:
     gt_class: np.ndarray  # (G,)
     gt_area: np.ndarray  # (G,) pixels
     gt_score: np.ndarray  # (G,) score of the detection matching it at IoU 0.5 (NaN: unmatched)
+    size_ap: dict = field(default_factory=dict)  # COCO's small/medium/large AP of the whole set (faster-coco-eval)
 
     def subset(self, images: int) -> MatchTable:
         """The first `images` images' matches (the --fast subset)."""
@@ -63,30 +64,39 @@ class MatchTable:
             present = positives > 0
             if not present.any():
                 continue
-            sel = np.flatnonzero(self.det_class == k)
-            order = sel[np.argsort(-self.det_score[sel], kind="mergesort")]
-            images = self.det_image[order]
             for t in range(len(IOU_THRESHOLDS)):
-                tp = self.det_tp[t, order]
-                hits = np.flatnonzero(tp)
                 ap = np.zeros(len(weights))
-                if len(hits):
-                    # Precision's envelope at the first detection reaching a recall is attained at a true positive,
-                    # so only true positives are scored: per image, its TPs up to each one and its FPs before it
-                    # (FPs after the last TP move no recall), one matrix product per count for every resample.
-                    tp_counts = np.zeros((len(hits), self.n_images))
-                    tp_counts[np.arange(len(hits)), images[hits]] = 1.0
-                    misses = np.flatnonzero(~tp)
-                    before = np.searchsorted(hits, misses)  # the first TP each FP precedes
-                    fp_counts = np.zeros((len(hits) + 1, self.n_images))
-                    np.add.at(fp_counts, (before, images[misses]), 1.0)
-                    tp_sum = weights @ np.cumsum(tp_counts, axis=0).T
-                    fp_sum = weights @ np.cumsum(fp_counts[:-1], axis=0).T
+                cumulative = self._cumulative(k, t)
+                if cumulative is not None:
+                    tp_sum, fp_sum = weights @ cumulative[0], weights @ cumulative[1]
                     precision = tp_sum / (tp_sum + fp_sum + np.spacing(1))
                     precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # the envelope
                     ap = _interpolated_ap(tp_sum, positives, precision)
                 result[present, k, t] = ap[present]
         return result
+
+    def _cumulative(self, k: int, t: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(n_images, n_tp) each: per image, its true positives of class k at IoU threshold t up to each TP in
+        score order, and its false positives before it; None without a TP.
+
+        Precision's envelope at the first detection reaching a recall is attained at a true positive, so only
+        true positives need scoring (FPs after the last TP move no recall), and a resample's counts are one
+        matrix product with its image weights. Cached: every resample of every comparison reuses them."""
+        cache = self.__dict__.setdefault("_cumulative_cache", {})
+        if (k, t) not in cache:
+            sel = np.flatnonzero(self.det_class == k)
+            order = sel[np.argsort(-self.det_score[sel], kind="mergesort")]
+            images, tp = self.det_image[order], self.det_tp[t, order]
+            hits, misses = np.flatnonzero(tp), np.flatnonzero(~tp)
+            if not len(hits):
+                cache[k, t] = None
+            else:
+                tp_counts = np.zeros((len(hits), self.n_images))
+                tp_counts[np.arange(len(hits)), images[hits]] = 1.0
+                fp_counts = np.zeros((len(hits) + 1, self.n_images))
+                np.add.at(fp_counts, (np.searchsorted(hits, misses), images[misses]), 1.0)  # FP -> the TP it precedes
+                cache[k, t] = (np.cumsum(tp_counts, axis=0).T.copy(), np.cumsum(fp_counts[:-1], axis=0).T.copy())
+        return cache[k, t]
 
 
 def _interpolated_ap(tp_sum: np.ndarray, positives: np.ndarray, precision: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ class CocoAccumulator:
     images: list[dict] = field(default_factory=list)
     annotations: list[dict] = field(default_factory=list)
     detections: list[list[float]] = field(default_factory=list)
+    size_ap: dict[str, float | None] = field(default_factory=dict)  # COCO's small/medium/large AP, set by score()
 
     def add(self, shape: tuple[int, int], labels: np.ndarray, detections: np.ndarray) -> None:
         """labels: (n, 5) class cx cy w h normalised; detections: (m, 6) x1 y1 x2 y2 score class in pixels."""
@@ -54,8 +55,12 @@ class CocoAccumulator:
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
+        self.size_ap = {size: None if ev.stats[i] < 0 else round(float(ev.stats[i]) * 100.0, 2)
+                        for i, size in ((3, "small"), (4, "medium"), (5, "large"))}
         return float(ev.stats[0]) * 100.0, float(ev.stats[1]) * 100.0
 
     def matches(self) -> MatchTable:
         """The per-image matches behind `score()`, for the figures derived from them (edgeq.evaluation.matches)."""
-        return match_images(len(self.images), self.nc, self.annotations, self.detections)
+        table = match_images(len(self.images), self.nc, self.annotations, self.detections)
+        table.size_ap = dict(self.size_ap)
+        return table

@@ -7,7 +7,7 @@ import pytest
 def test_targets_lists_every_family(cli):
     code, out, _ = cli("targets")
     assert code == 0
-    for target in ("openvino", "tflite", "edgetpu", "nxp", "tensorrt", "dla"):
+    for target in ("openvino", "tflite", "edgetpu", "nxp", "ethos-u", "tensorrt", "dla"):
         assert f"| {target} |" in out
 
 

@@ -69,6 +69,7 @@ class TFLiteDeploy(BaseModel):
     delegate: str | None = None  # None: the CPU runs the file
     compiled_suffix: str | None = None  # the device runs <stem><suffix>.tflite, made by `build`
     build: tuple[str, ...] = ()
+    verify: str = ""  # how to see on the device that the accelerator ran the file
 
 
 class TFLiteProfile(TargetProfile):
@@ -115,7 +116,8 @@ class TFLiteBackend(Backend):
         note = ("The model takes NHWC {dtype} input: infer.py transposes the letterboxed tensor and quantizes it "
                 "with the input tensor's own scale and zero point (both in the file); outputs are dequantized "
                 "with theirs.").format(dtype=job.options.io_dtype)
-        return DeploySteps(runtime=deploy.runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
+        runtime = f"{deploy.runtime}. {deploy.verify}" if deploy.verify else deploy.runtime
+        return DeploySteps(runtime=runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
                            build=deploy.build, input_note=note, run_example=example, device_files=compiled)
 
     def quant_plan(self, job: Job) -> QuantPlan:

@@ -136,7 +136,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_kept(cli, monkeypatch, tm
         def build(self, job):
             raise NotImplementedError
 
-        def missing(self):
+        def missing(self, target=None):
             return {}["no such key"]
 
     monkeypatch.setattr(backend_module, "discover", lambda: {"buggy": Buggy()})

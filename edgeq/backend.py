@@ -71,6 +71,9 @@ class TargetProfile(BaseModel):
     quantization: QuantScheme | None = None
     # Ultralytics' own export for this target (`--baseline ultralytics`); None: Ultralytics has no format for it
     ultralytics: UltralyticsExport | None = None
+    # importable modules this target needs beyond its family's `requires` (a compiler only it runs, in the same
+    # extra): without them the target alone is unavailable, the family's other targets work
+    requires: tuple[str, ...] = ()
 
 
 def load_profiles(path: Path, model: type[TargetProfile] = TargetProfile) -> dict[str, TargetProfile]:
@@ -352,19 +355,20 @@ class Backend(ABC):
             return self.toolchain.install_line()
         return f"pip install 'edgeq[{self.extra}]'"
 
-    def missing_modules(self) -> list[str]:
-        """The modules of edgeq's own environment the family needs and does not find (its extra)."""
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+    def missing_modules(self, target: str | None = None) -> list[str]:
+        """The modules of edgeq's own environment the family (and `target`, when given) needs and does not find."""
+        wanted = (*self.requires, *(self.profiles[target].requires if target else ()))
+        return [m for m in wanted if importlib.util.find_spec(m) is None]
 
-    def missing(self) -> list[str]:
-        """What is not installed: the extra's modules, then the toolchain environment."""
-        found = self.missing_modules()
+    def missing(self, target: str | None = None) -> list[str]:
+        """What is not installed: the extra's modules (and `target`'s own), then the toolchain environment."""
+        found = self.missing_modules(target)
         if self.toolchain is not None and (why := self.toolchain.not_ready()):
             found.append(why)
         return found
 
     def ensure_available(self, target: str) -> None:
-        if missing := self.missing():
+        if missing := self.missing(target):
             raise MissingDependencyError(target, self.install_hint(), missing)
 
     @abstractmethod

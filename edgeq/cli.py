@@ -470,7 +470,7 @@ def _targets(args) -> int:
     print("| target | family | accelerator | figures here | fallback by default | calibration methods | "
           "higher precision | training fix | ready | description |\n|---|---|---|---|---|---|---|---|---|---|")
     for target, backend in sorted(backends.items()):
-        missing, profile = backend.missing(), backend.profiles[target]
+        missing, profile = backend.missing(target), backend.profiles[target]
         ready = "yes" if not missing else f"no: {backend.install_hint()} (missing: {', '.join(missing)})"
         fallback = f"yes (to {profile.fallback_to})" if profile.fallback_default else "no"
         scheme = profile.quantization

@@ -78,7 +78,7 @@ class ExportRun:
         self.skipped: dict[str, str] = {}  # target -> the line that installs it
         if self.several:
             self.requested = resolve_targets(recipe.target)
-            ready = [t for t in self.requested if not backend_for(t).missing()]
+            ready = [t for t in self.requested if not backend_for(t).missing(t)]
             self.skipped = {t: backend_for(t).install_hint() for t in self.requested if t not in ready}
             if not ready:
                 installs = sorted(set(self.skipped.values()))
@@ -124,7 +124,7 @@ class ExportRun:
                            if self.skipped else ""))
         reports: dict[str, Report] = {}
         outcomes = {t: TargetOutcome(target=t, status="skipped", install=hint,
-                                     reason="extra not installed" if backend_for(t).missing_modules()
+                                     reason="extra not installed" if backend_for(t).missing_modules(t)
                                      else "toolchain not installed") for t, hint in self.skipped.items()}
         for number, target in enumerate(self.ready, 1):
             t0, recipe, backend = time.perf_counter(), self.recipes[target], backend_for(target)

@@ -69,6 +69,7 @@ class TFLiteDeploy(BaseModel):
     delegate: str | None = None  # None: the CPU runs the file
     compiled_suffix: str | None = None  # the device runs <stem><suffix>.tflite, made by `build`
     build: tuple[str, ...] = ()
+    verify: str = ""  # how to see on the device that the accelerator ran the file
 
 
 class TFLiteProfile(TargetProfile):
@@ -81,7 +82,7 @@ class TFLiteBackend(Backend):
     extra = "tflite"
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "sng4onnx",
                                            "psutil", "ai_edge_litert")
-    tools = ("tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert")
+    tools = ("tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert", "ethos-u-vela")
     profiles = load_profiles(HERE / "profiles.yaml", TFLiteProfile)
 
     # --- availability ---------------------------------------------------------------------------------------
@@ -115,7 +116,8 @@ class TFLiteBackend(Backend):
         note = ("The model takes NHWC {dtype} input: infer.py transposes the letterboxed tensor and quantizes it "
                 "with the input tensor's own scale and zero point (both in the file); outputs are dequantized "
                 "with theirs.").format(dtype=job.options.io_dtype)
-        return DeploySteps(runtime=deploy.runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
+        runtime = f"{deploy.runtime}. {deploy.verify}" if deploy.verify else deploy.runtime
+        return DeploySteps(runtime=runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
                            build=deploy.build, input_note=note, run_example=example, device_files=compiled)
 
     def quant_plan(self, job: Job) -> QuantPlan:
@@ -129,6 +131,10 @@ class TFLiteBackend(Backend):
         a SiLU model has 57 identical activation findings, reported once with the count."""
         from edgeq_tflite.graph import onnx_layers_with_producers
 
+        if job.profile.compiler == "vela":
+            from edgeq_tflite import vela
+
+            vela.check_settings(_vela_settings(job))  # names Vela does not know, before any conversion
         table = RuleTable.load(HERE / job.profile.rules["onnx"])
         findings = table.evaluate(onnx_layers_with_producers(job.graph(job.body_onnx)))
         return _collapse(findings)
@@ -201,7 +207,11 @@ class TFLiteBackend(Backend):
             job.head.to_json(head_json)
             companions.insert(0, head_json)
         extra = _figures(job, head, granularity, graph, table, conv, path)
-        if job.profile.compiler:
+        if job.profile.compiler == "vela":
+            compiled_note, vela_findings = self._compile_vela(job, path, log_dir, extra, companions)
+            notes.append(compiled_note)
+            findings += vela_findings
+        elif job.profile.compiler:
             notes.append(self._compile(job, path, log_dir, extra, companions))
         if job.profile.figures == "emulated":
             notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} INT8 kernels")
@@ -252,6 +262,34 @@ class TFLiteBackend(Backend):
             measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions),
             slow_evaluation=reference)
 
+    def _compile_vela(self, job: Job, path: Path, log_dir: Path, extra: dict,
+                      companions: list[Path]) -> tuple[str, list[Finding]]:
+        """Vela on the file (it runs here): `<name>_vela.tflite` beside it, its placement and estimates in the
+        report; each op it leaves on the CPU is a fallback finding with its reason, held to the fallback policy."""
+        from edgeq_tflite import vela
+
+        compiled, log_file, report = vela.compile_model(path, _vela_settings(job), _mkdir(log_dir),
+                                                        job.log_dir / f"{job.target}-vela.log",
+                                                        job.options.compiler_timeout_s)
+        companions += [compiled, log_file]
+        extra["vela"] = report.to_dict()
+        findings = [Finding("ethos-u.vela-cpu-op", Severity.FALLBACK, f"{path.stem}: {op['name']}",
+                            f"Vela placed {op['op']} on the CPU: {op['reason']}",
+                            "replace the op with one Vela maps (rules/ethos-u-onnx.yaml lists the usual ones), or "
+                            "detach that part of the graph to the host")
+                    for op in report.cpu_ops]
+        primary = HeadLayout(extra["head"]) is HeadLayout(job.options.heads[0])
+        if primary:
+            job.fallback.enforce(findings, where=compiled.stem)
+        log(f"{compiled.name}: {report.summary()}")
+        ops_md = path.with_name(f"{path.stem}-ops.md")
+        lines = ["", f"## Vela's placement ({compiled.name}): the authority", "", report.summary() + " (estimated).",
+                 ""]
+        lines += [f"- CPU: {op['op']} `{op['name']}`: {op['reason']}" for op in report.cpu_ops] or \
+            ["Every op is on the NPU."]
+        ops_md.write_text(ops_md.read_text() + "\n".join(lines) + "\n")
+        return f"compiled {compiled.name} (not runnable here: no Ethos-U): {report.summary()} (estimated)", findings
+
     def _compile(self, job: Job, path: Path, log_dir: Path, extra: dict, companions: list[Path]) -> str:
         """The Edge TPU compiler where it is on PATH; else the script that runs it on a host that has it."""
         from edgeq_tflite import edgetpu
@@ -278,6 +316,14 @@ class TFLiteBackend(Backend):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+
+
+def _vela_settings(job: Job):
+    from edgeq_tflite.vela import VelaSettings
+
+    o = job.options
+    return VelaSettings(o.accelerator_config, o.system_config, o.memory_mode,
+                        Path(o.vela_config) if o.vela_config else None, o.optimise, o.sram_kib)
 
 
 def _name(target: str, head: str, granularity: str) -> str:

@@ -3,7 +3,9 @@
 
 Needs numpy, OpenCV and a TFLite interpreter: LiteRT (pip install ai-edge-litert) or tflite-runtime. On an
 accelerator, pass its delegate: --delegate libedgetpu.so.1 with the *_edgetpu.tflite file (Coral Edge TPU),
---delegate /usr/lib/libvx_delegate.so (NXP i.MX 8M Plus NPU). Without one the file runs on the CPU.
+--delegate /usr/lib/libvx_delegate.so (NXP i.MX 8M Plus NPU), --delegate /usr/lib/libethosu_delegate.so with the
+*_vela.tflite file (NXP i.MX93's Ethos-U65: the delegate hands Vela's ethos-u custom op to the NPU). Without one
+the file runs on the CPU (a *_vela.tflite does not: its ethos-u op exists only on the NPU).
 """
 
 import sys

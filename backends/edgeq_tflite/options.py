@@ -69,4 +69,21 @@ class NXPOptions(TFLiteFamilyOptions):
     kernels: Literal["reference", "optimized"] = "reference"
 
 
-OPTIONS = {"tflite": TFLiteOptions, "edgetpu": EdgeTPUOptions, "nxp": NXPOptions}
+class EthosUOptions(TFLiteFamilyOptions):
+    """Arm Ethos-U through Vela. The defaults are NXP's i.MX93 (Ethos-U65 with 256 MACs, 1 GHz, DRAM behind a
+    dedicated SRAM); the ethos-u55 / ethos-u85 recipes set their own. Names are Vela's (`vela --help`, its vela.ini),
+    checked before conversion with the close matches."""
+
+    kernels: Literal["reference", "optimized"] = "reference"  # Ethos-U is designed to TFLite's reference numerics
+    accelerator_config: str = "ethos-u65-256"
+    system_config: str = "Ethos_U65_High_End"
+    memory_mode: str = "Dedicated_Sram_384KB"
+    vela_config: str | None = None  # a Vela .ini of your own (a board vendor's); None: Vela's Arm/vela.ini
+    optimise: Literal["Performance", "Size"] = "Performance"
+    # the SRAM the device gives the NPU, in KiB: Vela's SRAM use above it refuses the export (Vela itself only
+    # warns); None: the memory mode's own limit
+    sram_kib: float | None = Field(None, gt=0)
+    compiler_timeout_s: int = Field(600, ge=10)
+
+
+OPTIONS = {"tflite": TFLiteOptions, "edgetpu": EdgeTPUOptions, "nxp": NXPOptions, "ethos-u": EthosUOptions}

@@ -84,7 +84,7 @@ def _marks(job, plan, backend) -> dict[str, list[str]]:
         for node in job.graph(job.full_onnx).graph.node:
             if node.name.startswith(HEAD_PREFIX):
                 marks.setdefault(node.name, []).append("decode head (quantized on this target)")
-    if backend.missing():
+    if backend.missing(job.target):
         return marks
     started = time.perf_counter()
     for finding in backend.check(job):

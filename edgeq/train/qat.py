@@ -151,7 +151,7 @@ def _qat(request: QatRequest, backend, options, training_class, train_yaml: Path
                        train_images=len(loader.dataset), calibration_images=len(job.calibration),
                        train_seconds=round(train_seconds, 1), qat_onnx=qat_onnx.name, history=history)
     shutil.rmtree(staging / "intake", ignore_errors=True)
-    if request.export and not backend.missing():
+    if request.export and not backend.missing(recipe.target):
         try:
             report.export = _export_with_qat(request, qat_onnx, staging)
         except EdgeqError as exc:

@@ -7,7 +7,7 @@ import pytest
 def test_targets_lists_every_family(cli):
     code, out, _ = cli("targets")
     assert code == 0
-    for target in ("openvino", "tflite", "edgetpu", "nxp", "tensorrt", "dla"):
+    for target in ("openvino", "tflite", "edgetpu", "nxp", "ethos-u", "tensorrt", "dla"):
         assert f"| {target} |" in out
 
 
@@ -136,7 +136,7 @@ def test_a_bug_is_an_internal_error_with_its_traceback_kept(cli, monkeypatch, tm
         def build(self, job):
             raise NotImplementedError
 
-        def missing(self):
+        def missing(self, target=None):
             return {}["no such key"]
 
     monkeypatch.setattr(backend_module, "discover", lambda: {"buggy": Buggy()})

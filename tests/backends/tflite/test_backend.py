@@ -39,7 +39,11 @@ def test_missing_stack_names_the_one_line_install(monkeypatch) -> None:
 def test_defaults_per_target() -> None:
     backend = TFLiteBackend()
     assert {t: p.fallback_default for t, p in backend.profiles.items()} == {"tflite": True, "edgetpu": False,
-                                                                             "nxp": True}
+                                                                             "nxp": True, "ethos-u": True}
+    eu = backend.options_model("ethos-u")()  # NXP i.MX93's Ethos-U65
+    assert (eu.accelerator_config, eu.system_config, eu.memory_mode) == (
+        "ethos-u65-256", "Ethos_U65_High_End", "Dedicated_Sram_384KB")
+    assert eu.heads == ["detached"] and eu.kernels == "reference"
     tfl, tpu, nxp = (backend.options_model(t)() for t in ("tflite", "edgetpu", "nxp"))
     assert tfl.granularity == ["per-channel"] and tfl.heads == ["detached", "normalized", "pixel"]
     assert tpu.granularity == ["per-channel"] and tpu.heads == ["detached"] and tpu.kernels == "reference"

@@ -16,15 +16,23 @@ ACTIVATION_FIX = "swap the activation to ReLU6 and fine-tune with distillation f
 @pytest.mark.parametrize("table", sorted(p.name for p in RULES.glob("*.yaml")))
 def test_every_table_loads_with_fixes(table: str) -> None:
     loaded = RuleTable.load(RULES / table)
-    assert loaded.target == table.split("-")[0].removesuffix(".yaml")
+    assert loaded.target == table.removesuffix(".yaml").removesuffix("-onnx")
     assert loaded.rules
     for rule in loaded.rules:
         assert rule.fix.strip() and rule.message.strip(), rule.id
 
 
-def test_six_tables_two_per_target() -> None:
+def test_eight_tables_two_per_target() -> None:
     assert sorted(p.name for p in RULES.glob("*.yaml")) == [
-        "edgetpu-onnx.yaml", "edgetpu.yaml", "nxp-onnx.yaml", "nxp.yaml", "tflite-onnx.yaml", "tflite.yaml"]
+        "edgetpu-onnx.yaml", "edgetpu.yaml", "ethos-u-onnx.yaml", "ethos-u.yaml", "nxp-onnx.yaml", "nxp.yaml",
+        "tflite-onnx.yaml", "tflite.yaml"]
+
+
+def test_ethos_u_maps_silu_on_the_npu_with_a_speed_warning() -> None:
+    table = build_op_table("ethos-u", _silu_graph())
+    assert table.on_accelerator == len(table.rows)  # LOGISTIC and MUL are in Vela's table
+    silu = [f for f in table.findings if f.rule == "ethos-u.silu"]
+    assert len(silu) == 1 and silu[0].severity is Severity.WARNING and "LOGISTIC" in silu[0].message
 
 
 def _t(name: str, shape=(1, 20, 20, 16), dtype="int8", scale=(0.1,)) -> TensorInfo:

@@ -20,7 +20,6 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-import numpy as np
 from edgeq_worker import Failure, log
 
 # the share of a .rknn's bytes two conversions of the same model may differ in (the toolkit's heap addresses)
@@ -92,6 +91,8 @@ def _same_as_shipped(rknn, job):
     would change the weights, i.e. most of the file."""
     again = job["out"] + ".simulated.rknn"
     _check(rknn.export_rknn(again), "rknn-export", f"export_rknn({again})")
+    import numpy as np  # the toolchain's numpy 1.26, imported once its version is known to be the pinned one
+
     shipped, rebuilt = (np.fromfile(p, dtype=np.uint8) for p in (job["out"], again))
     os.unlink(again)
     differing = int(np.count_nonzero(shipped != rebuilt)) if shipped.size == rebuilt.size else None
@@ -104,6 +105,8 @@ def _same_as_shipped(rknn, job):
 
 def _serve(rknn, path):
     """Requests on the parent's Unix socket: a uint8 NHWC image as .npy -> the outputs as .npz, in order."""
+    import numpy as np
+
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(path)
     served = 0

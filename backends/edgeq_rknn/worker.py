@@ -1,0 +1,149 @@
+"""rknn-toolkit2's side of the rknn family: runs in the toolchain's own interpreter (numpy 1.26, onnx 1.18,
+protobuf 4.25), where edgeq is not installed, through edgeq's worker protocol (`edgeq_worker`).
+
+    mode "build"     load the ONNX, configure (mean/std, target platform, dtype, algorithm, granularity), quantize
+                     on the calibration set, export the .rknn
+    mode "simulate"  the same conversion, then the toolkit's simulator (`init_runtime()` with no target) serving
+                     inference requests over a Unix socket the parent listens on, until it says "close" or hangs up
+
+The simulator cannot load a .rknn file (it runs only a model built in the same process), so "simulate" converts
+again from the same ONNX, configuration and calibration files, and checks that the model it built is the file
+shipped (the same bytes but for the heap addresses the toolkit writes into it) before it answers any request.
+"""
+
+import io
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+from edgeq_worker import Failure, log
+
+# the share of a .rknn's bytes two conversions of the same model may differ in (the toolkit's heap addresses)
+MAX_DIFFERING_FRACTION = 0.002
+
+
+def run(job):
+    found = _toolkit_version()
+    if found != job["toolkit_version"]:
+        raise Failure("rknn-version", f"rknn-toolkit2 {found} is installed in {sys.prefix}; edgeq's rknn family "
+                      f"is pinned to {job['toolkit_version']} ({job['version_why']}): reinstall it with "
+                      f"`edgeq toolchains install rknn --force`")
+    started = time.perf_counter()
+    rknn = _convert(job)
+    built_s = time.perf_counter() - started
+    try:
+        if job["mode"] == "build":
+            _check(rknn.export_rknn(job["out"]), "rknn-export", f"export_rknn({job['out']})")
+            log(f"exported {job['out']} in {built_s:.1f} s")
+            return {"toolkit_version": found, "build_seconds": round(built_s, 1)}
+        _same_as_shipped(rknn, job)
+        _check(rknn.init_runtime(), "rknn-simulator", "init_runtime() (the simulator)")
+        served = _serve(rknn, job["socket"])
+        return {"toolkit_version": found, "build_seconds": round(built_s, 1), "images": served}
+    finally:
+        rknn.release()
+
+
+def _toolkit_version():
+    try:
+        return version("rknn-toolkit2")
+    except PackageNotFoundError:
+        raise Failure("rknn-version", f"rknn-toolkit2 is not installed in {sys.prefix}: "
+                      "run `edgeq toolchains install rknn`") from None
+
+
+def _convert(job):
+    """RKNN() configured, loaded from the ONNX and built (quantized on the calibration list, or FP16)."""
+    from rknn.api import RKNN
+
+    rknn = RKNN(verbose=job.get("verbose", False))
+    config = dict(mean_values=[[0.0, 0.0, 0.0]], std_values=[[255.0, 255.0, 255.0]],  # uint8 in, /255 on the NPU
+                  target_platform=job["target_platform"], optimization_level=job.get("optimization_level", 3))
+    if job["quantize"]:
+        config.update(quantized_dtype=job["quantized_dtype"], quantized_algorithm=job["quantized_algorithm"],
+                      quantized_method=job["quantized_method"])
+    log(f"rknn.config({json.dumps(config)})")
+    _check(rknn.config(**config), "rknn-config", "config()")
+    _check(rknn.load_onnx(model=job["onnx"]), "rknn-load", f"load_onnx({job['onnx']}) (see the log; an opset above "
+           "19 or an op the toolkit does not know fails here)")
+    if job["quantize"]:
+        _check(rknn.build(do_quantization=True, dataset=job["dataset"]), "rknn-build",
+               "build(do_quantization=True) (the quantizer)")
+    else:
+        _check(rknn.build(do_quantization=False), "rknn-build", "build(do_quantization=False)")
+    return rknn
+
+
+def _check(code, stage, what):
+    """The toolkit reports failures as a non-zero return value (its reason is in the log, printed by it)."""
+    if code != 0:
+        raise Failure(stage, f"rknn-toolkit2's {what} returned {code}")
+
+
+def _same_as_shipped(rknn, job):
+    """Export what this process built and compare it with the shipped file, so the simulator is known to run that
+    file: the same size and the same bytes except the few where the toolkit writes its own heap addresses into the
+    file (measured on the 320 px demo: 1,079 of 4,069,328 bytes, in three small tables); a different quantization
+    would change the weights, i.e. most of the file."""
+    again = job["out"] + ".simulated.rknn"
+    _check(rknn.export_rknn(again), "rknn-export", f"export_rknn({again})")
+    import numpy as np  # the toolchain's numpy 1.26, imported once its version is known to be the pinned one
+
+    shipped, rebuilt = (np.fromfile(p, dtype=np.uint8) for p in (job["out"], again))
+    os.unlink(again)
+    differing = int(np.count_nonzero(shipped != rebuilt)) if shipped.size == rebuilt.size else None
+    if differing is None or differing > MAX_DIFFERING_FRACTION * shipped.size:
+        raise Failure("rknn-simulator", f"converting again did not give the shipped .rknn ({shipped.size} bytes; "
+                      f"again: {rebuilt.size} bytes, {differing if differing is not None else 'all'} differing), so "
+                      "the simulator would not run the file shipped; rebuild the export")
+    log(f"the rebuilt model is the shipped {job['out']} ({differing} of {shipped.size} bytes differ: heap addresses)")
+
+
+def _serve(rknn, path):
+    """Requests on the parent's Unix socket: a uint8 NHWC image as .npy -> the outputs as .npz, in order."""
+    import numpy as np
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(path)
+    served = 0
+    try:
+        while (request := _receive(conn)) is not None:
+            image = np.load(io.BytesIO(request))
+            outputs = rknn.inference(inputs=[image], data_format="nhwc")
+            if outputs is None:
+                raise Failure("rknn-simulator", "the simulator returned no outputs (see the log)")
+            buffer = io.BytesIO()
+            np.savez(buffer, *[np.asarray(o, dtype=np.float32) for o in outputs])
+            _send(conn, buffer.getvalue())
+            served += 1
+    finally:
+        conn.close()
+    log(f"simulated {served} images")
+    return served
+
+
+def _receive(conn):
+    header = _exactly(conn, 8)
+    if header is None:
+        return None
+    (size,) = struct.unpack("<Q", header)
+    return None if size == 0 else _exactly(conn, size)
+
+
+def _exactly(conn, size):
+    chunks, left = [], size
+    while left:
+        chunk = conn.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(conn, payload):
+    conn.sendall(struct.pack("<Q", len(payload)) + payload)

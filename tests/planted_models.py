@@ -3,7 +3,6 @@
 from pathlib import Path
 
 OUTLIER_LAYER = "/cv2.0/cv2.0.1/conv/Conv"  # the conv that reads the planted outlier channel
-OUTLIER_SILU = "/cv2.0/cv2.0.0/act/Mul"  # the SiLU that makes it (a quantized layer where SiLU's Mul is quantized)
 
 
 def plant_outlier(source: Path, path: Path) -> Path:

@@ -47,6 +47,7 @@ class KernelCheck:
     chosen: str | None = None  # an OpResolverType name bit-identical to the reference kernels on `images`
     differing: dict[str, int] = field(default_factory=dict)  # faster path -> output elements that differ
     ops: list[OpDifference] = field(default_factory=list)  # what the builtin optimized kernels change, per op
+    unloadable: str = ""  # why LiteRT here cannot run the file at all (an op newer than its kernels), if it cannot
 
     @property
     def identical(self) -> bool:
@@ -55,6 +56,8 @@ class KernelCheck:
     def note(self) -> str:
         if self.images == 0:
             return "INT8 reference kernels (kernel check off)"
+        if self.unloadable:
+            return f"kernels not checked: LiteRT here cannot run this file ({self.unloadable})"
         if self.identical:
             return (f"scored with LiteRT's {PATH_NAMES[self.chosen]}, checked bit-identical to the INT8 reference "
                     f"kernels on every output element of {self.images} calibration images")
@@ -64,7 +67,7 @@ class KernelCheck:
                 f"{self.images} calibration images ({paths}; first to differ with equal inputs: {ops})")
 
     def record(self) -> dict:
-        return {"images": self.images, "chosen": self.chosen or "BUILTIN_REF",
+        return {"images": self.images, "chosen": self.chosen or "BUILTIN_REF", "unloadable": self.unloadable,
                 "differing_elements": dict(self.differing),
                 "ops_differing": [vars(d) for d in self.ops]}
 
@@ -108,7 +111,11 @@ def check_kernels(path: Path, images: list[np.ndarray]) -> KernelCheck:
     result = KernelCheck(images=len(images))
     if not images:
         return result
-    reference = _interpreter(path, "BUILTIN_REF", preserve=True)
+    try:
+        reference = _interpreter(path, "BUILTIN_REF", preserve=True)
+    except (ValueError, RuntimeError) as e:  # e.g. "Didn't find op for builtin opcode ..."; the build goes on
+        result.unloadable = str(e).strip().splitlines()[0]
+        return result
     detail = reference.get_input_details()[0]
     channels_first = int(detail["shape"][1]) == 3 and int(detail["shape"][3]) != 3
     inputs = [quantize_input(detail, x if channels_first else np.transpose(x, (0, 2, 3, 1))) for x in images]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work:
     tempfile.tempdir = str(work)  # ModelOpt and ONNX Runtime's calibrator write temporary models there
     captured = io.StringIO()
     try:
-        with contextlib.redirect_stdout(captured):
+        with contextlib.redirect_stdout(captured), onnxruntime_left_as_found():
             quantize(str(source), quantize_mode="int8", calibration_data={INPUT_NAME: images},
                      calibration_method=method, calibration_eps=["cpu"], nodes_to_exclude=list(exclude),
                      high_precision_dtype="fp32", output_path=str(out_path), target_dla=target_dla,
@@ -64,6 +65,33 @@ def modelopt_quantize(onnx_path: Path, out_path: Path, images: np.ndarray, work:
     if not Path(out_path).exists():
         raise StageError("modelopt-ptq", "ModelOpt wrote no model", str(log_path) if log_path else None)
     return Path(out_path)
+
+
+@contextlib.contextmanager
+def onnxruntime_left_as_found():
+    """ModelOpt's ONNX quantize patches ONNX Runtime's calibrators and quantizers in place, for the whole process
+    (`ort_patching.patch_ort_modules`: MinMaxCalibrater, HistogramCalibrater, QDQQuantizer, create_calibrator...).
+    A later export in the same process that quantizes with ONNX Runtime itself (the onnxruntime target after
+    tensorrt or dla in one run) would get ModelOpt's versions, which fail on a plain static quantization. Every
+    attribute of the onnxruntime.quantization modules and of the classes they define is put back afterwards."""
+    import onnxruntime.quantization  # noqa: F401 - loads the modules ModelOpt patches
+
+    saved = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "onnxruntime.quantization" or name.startswith("onnxruntime.quantization.")):
+            continue
+        saved.append((module, dict(vars(module))))
+        saved += [(value, dict(vars(value))) for value in vars(module).values()
+                  if isinstance(value, type) and value.__module__ == name]
+    try:
+        yield
+    finally:
+        for owner, attributes in saved:
+            for key in [k for k in vars(owner) if k not in attributes]:
+                delattr(owner, key)
+            for key, value in attributes.items():
+                if vars(owner).get(key) is not value:
+                    setattr(owner, key, value)
 
 
 # calibration.method -> ModelOpt's own calibration_method; the others are supplied by edgeq (supply_ranges)

@@ -116,6 +116,16 @@ def test_size_ap_follows_cocos_area_ranges():
 def test_describe_holds_every_figure_the_report_reads():
     table = _table()
     d = describe(table, table, 0.25, best_f1_threshold(table))
-    assert set(d) == {"class_ap", "at_deploy_conf", "at_fp32_best_f1", "confidence_shift", "matched_scores", "size_ap"}
+    assert set(d) == {"class_ap", "fp32_class_ap", "at_deploy_conf", "at_fp32_best_f1", "confidence_shift",
+                      "matched_scores", "size_ap"}
     assert d["at_deploy_conf"]["conf"] == 0.25 and d["at_fp32_best_f1"]["conf"] == 0.2
     assert sorted(d["matched_scores"]) == [0.2, 0.3, 0.4, 0.8, 0.9]
+
+
+def test_a_subset_is_described_against_fp32_on_the_same_images():
+    # --fast scores an artifact on the first images only: its per-class drops must be against FP32 on those
+    table = _table()
+    first = table.subset(1)
+    d = describe(first, first, 0.25, 0.2)
+    assert d["fp32_class_ap"] == class_ap(first) != class_ap(table)
+    assert d["size_ap"] == {}  # COCO's size AP is the whole set's: not claimed for a subset

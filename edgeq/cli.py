@@ -147,6 +147,9 @@ def _add_job_arguments(parser: argparse.ArgumentParser, out_default: str) -> Non
     parser.add_argument("--force", action="store_true", help="replace an output folder that already holds files")
     parser.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     parser.add_argument("--bad-images", choices=["refuse", "skip"], help=BAD_IMAGES_HELP)
+    parser.add_argument("--allow-overlap", action="store_true", help="accept calibration images that are also "
+                        "evaluation images (compared by content; refused by default: figures scored on them flatter "
+                        "the artifact)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -339,7 +342,7 @@ def _job_recipe(args, lists=None, **extra):
     return load_recipe(args.recipe, target=args.target, sets=args.sets, overrides={
         "model": args.model, "data": args.data, "imgsz": args.imgsz, "head_branch": args.head_branch,
         "calibration.images": args.calib_images, "evaluation.images": args.val_images, "bad_images": args.bad_images,
-        **extra}, lists={
+        "calibration.allow_overlap": True if args.allow_overlap else None, **extra}, lists={
         "keep_float": keep, **(lists or {})})
 
 
@@ -381,6 +384,7 @@ def _job_args(args) -> tuple[str, ...]:
              ("--imgsz", args.imgsz), ("--head-branch", args.head_branch), ("--calib-images", args.calib_images),
              ("--val-images", args.val_images), ("--bad-images", args.bad_images)]
     typed = [item for flag, value in pairs if value is not None for item in (flag, str(value))]
+    typed += ["--allow-overlap"] if args.allow_overlap else []
     return (*typed, *[item for value in args.sets for item in ("--set", value)])
 
 

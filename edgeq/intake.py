@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from edgeq.backend import Backend, Job, make_job
 from edgeq.data import ImageBatches, load_dataset, subsample, usable_images
+from edgeq.data.provenance import ImageSets, image_sets, refuse_overlap
 from edgeq.errors import EdgeqError
 from edgeq.evaluation.evaluator import EvalSet
 from edgeq.progress import log
@@ -46,6 +47,7 @@ class Intake:
     eval_set: EvalSet
     job: Job
     skipped_images: dict[str, int]  # bad images left out (`bad_images: skip`), per use
+    image_sets: ImageSets | None = None  # both subsets by content hash, for the report (edgeq.data.provenance)
 
     @property
     def head(self):
@@ -98,6 +100,7 @@ class SharedIntake:
     onnx_models: object  # edgeq.model.OnnxModels
     calibration: ImageBatches
     skipped_images: dict[str, int]  # bad images left out (`bad_images: skip`): {"calibration": n, "evaluation": m}
+    image_sets: ImageSets | None = None  # both subsets by content hash, for the report (edgeq.data.provenance)
     graphs: dict = field(default_factory=dict)  # the ONNX pair as read once, shared by every target's Job
 
     @property
@@ -117,7 +120,7 @@ class SharedIntake:
         job = replace(job, keep_float=tuple(check_keep_float(job, recipe.keep_float)))
         return Intake(detector=self.detector, data_path=self.data_path, dataset=self.dataset,
                       calib_paths=self.calib_paths, eval_set=self.eval_set, job=job,
-                      skipped_images=self.skipped_images)
+                      skipped_images=self.skipped_images, image_sets=self.image_sets)
 
 
 def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer) -> SharedIntake:
@@ -143,6 +146,12 @@ def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer)
     if any(skipped.values()):
         log(f"bad_images: skip: left out {skipped['calibration']} calibration and {skipped['evaluation']} "
             "evaluation image(s) that cannot be decoded or are truncated")
+    sets = image_sets(calib_paths, evaluation.paths, dataset.root)
+    if not recipe.calibration.allow_overlap:
+        refuse_overlap(sets, recipe.calibration.split, recipe.evaluation.split)
+    elif sets.overlap:
+        log(f"allow_overlap: {len(sets.overlap)} of the {len(calib_paths)} calibration images are also evaluation "
+            "images (by content); the report says so")
     eval_set = EvalSet(evaluation.paths, head.nc)  # labels validated here, before heavy work
     log(f"data {data_path} (root {dataset.root}), {recipe.evaluation.split} split: {eval_set.label_stats.summary()}")
     log(f"model {detector.source.name}: {head.head_class} head, {head.branch} branch ({head.selection}), "
@@ -152,7 +161,7 @@ def take_in_shared(request: ExportRequest, recipe: Recipe, staging: Path, timer)
         onnx_models = export_onnx(detector, staging)
     return SharedIntake(detector=detector, data_path=data_path, dataset=dataset, calib_paths=calib_paths,
                         eval_set=eval_set, onnx_models=onnx_models, calibration=ImageBatches(calib_paths, imgsz),
-                        skipped_images=skipped)
+                        skipped_images=skipped, image_sets=sets)
 
 
 def protect_dataset(staging: Path, dataset) -> None:

@@ -394,7 +394,8 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
         data={"source": str(intake.data_path), "root": str(intake.dataset.root),
               "labels": asdict(eval_set.label_stats), "calib_split": recipe.calibration.split,
               "calib_images": len(intake.calib_paths), "val_split": recipe.evaluation.split,
-              "val_images": len(eval_set), "skipped_images": intake.skipped_images},
+              "val_images": len(eval_set), "skipped_images": intake.skipped_images,
+              **(intake.image_sets.record() if intake.image_sets else {})},
         reference=dict(shared.reference), artifacts=entries,
         findings=[{"rule": f.rule, "severity": f.severity.value, "where": f.where, "message": f.message,
                    "fix": f.fix, **({"command": remedy_command(f.remedy, recipe.model, recipe.data, recipe.target)}

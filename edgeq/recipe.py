@@ -29,6 +29,9 @@ class CalibrationConfig(_Strict):
     # default: the target quantizer's own; auto: each method the target offers, emulated, the lowest output
     # error wins; or a method by name (`edgeq targets` lists what each target offers)
     method: Literal["default", "auto", "minmax", "percentile-99.99", "percentile-99.999", "entropy", "mse"] = "default"
+    allow_overlap: bool = Field(False, description="accept calibration images that are also evaluation images (by "
+                                "content); refused by default, since figures scored on them look better than a "
+                                "deployment will see")
 
 
 class AnalysisConfig(_Strict):

@@ -89,7 +89,7 @@ class Report:
         parts = [f"# edgeq export: {Path(self.model['source']).name} -> {target}", "",
                  f"{self.data['val_images']} evaluation images from `{self.data['source']}` (split "
                  f"`{self.data['val_split']}`), {self.data['calib_images']} calibration images (split "
-                 f"`{self.data['calib_split']}`), input {self.model['imgsz']}x{self.model['imgsz']}"
+                 f"`{self.data['calib_split']}`{self._provenance_words()}), input {self.model['imgsz']}x{self.model['imgsz']}"
                  f"{'' if self.model.get('batch', 1) == 1 else ', static batch ' + str(self.model['batch'])}. "
                  "mAP50-95 and mAP50 in percent (COCO protocol, faster-coco-eval); drop in points against the "
                  "FP32 reference; latency is the median on this machine's CPU where the target runs here.", "",
@@ -127,6 +127,17 @@ class Report:
             lines.append(words)
         return [" ".join(lines), ""]
 
+    def _provenance_words(self) -> str:
+        """Where report.json lists the calibration images, and whether any of them was also scored."""
+        evaluation = self.data.get("evaluation_set")
+        if not evaluation:
+            return ""
+        overlap = self.data.get("overlap_images", 0)
+        both = (f"**{overlap} of them also evaluation images** (`--allow-overlap`): those figures are flattered"
+                if overlap else "none of them an evaluation image")
+        return (f"; each listed with its content hash in report.json, {both}; evaluation set SHA-256 "
+                f"`{evaluation['sha256'][:16]}`")
+
     def _hidden_section(self) -> list[str]:
         """What mAP hides: per-class AP and recall at the deployment threshold, precision/recall/F1 at that
         threshold and at FP32's best-F1 threshold, the score shift of the objects both find, AP by object size."""
@@ -140,7 +151,7 @@ class Report:
                  f"Per class: AP50-95 (drop against FP32), precision and recall at the deployment threshold conf {deploy:g} "
                  "(`evaluation.deploy_conf`, IoU 0.5). A class can collapse behind a small overall drop, and a "
                  "squeezed confidence moves recall at a fixed threshold while mAP, which only ranks, stays put.", "",
-                 "| class | FP32 | " + " | ".join(a.name for a in rows) + " |",
+                 "| class | FP32 | " + " | ".join(_subset_name(a) for a in rows) + " |",
                  "|---|---:|" + "---:|" * len(rows)]
         for k, name in enumerate(names):
             fp32_ap = ref["class_ap"][k]
@@ -148,8 +159,9 @@ class Report:
                 continue
             cells = [f"{fp32_ap:.2f}, {_pr(ref, k)}"]
             for a in rows:
-                ap = a.diagnostics["class_ap"][k]
-                cells.append("n/a" if ap is None else f"{ap:.2f} (drop {fp32_ap - ap:.2f}), {_pr(a.diagnostics, k)}")
+                ap, same_images = a.diagnostics["class_ap"][k], a.diagnostics.get("fp32_class_ap", ref["class_ap"])[k]
+                cells.append("n/a" if ap is None or same_images is None else
+                             f"{ap:.2f} (drop {same_images - ap:.2f}), {_pr(a.diagnostics, k)}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += self._worst_class_lines(names, ref)
@@ -159,7 +171,7 @@ class Report:
                   f"| model | P@{deploy:g} | R@{deploy:g} | F1@{deploy:g} | P@{best:.3f} | R@{best:.3f} | "
                   f"F1@{best:.3f} | median score (change) | AP small / medium / large |",
                   "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-        for name, d in [("reference (fp32)", ref), *((a.name, a.diagnostics) for a in rows)]:
+        for name, d in [("reference (fp32)", ref), *((_subset_name(a), a.diagnostics) for a in rows)]:
             at, bf, shift = d["at_deploy_conf"], d["at_fp32_best_f1"], d["confidence_shift"]
             score = "" if shift["median"] is None else f"{shift['median']:.3f} ({shift['median_change']:+.3f})"
             sizes = " / ".join(_num(d["size_ap"].get(s)) for s in ("small", "medium", "large")) \
@@ -176,12 +188,13 @@ class Report:
         if shipped is None or not shipped.diagnostics:
             return []
         d = shipped.diagnostics
-        drops = [(ref["class_ap"][k] - d["class_ap"][k], k) for k in range(len(names))
-                 if ref["class_ap"][k] is not None and d["class_ap"][k] is not None]
+        fp32 = d.get("fp32_class_ap", ref["class_ap"])  # on the same images (a --fast subset's own)
+        drops = [(fp32[k] - d["class_ap"][k], k) for k in range(len(names))
+                 if fp32[k] is not None and d["class_ap"][k] is not None]
         if not drops:
             return []
         drop, k = max(drops)
-        return [f"Worst class of {shipped.name}: **{names[k]}**, AP50-95 {ref['class_ap'][k]:.2f} -> "
+        return [f"Worst class of {_subset_name(shipped)}: **{names[k]}**, AP50-95 {fp32[k]:.2f} -> "
                 f"{d['class_ap'][k]:.2f} (drop {drop:.2f}, against {shipped.drop_map50_95:.2f} overall); at conf "
                 f"{ref['at_deploy_conf']['conf']:g}: {_pr(ref, k)} -> {_pr(d, k)}.", ""]
 
@@ -431,6 +444,12 @@ def drop_text(entry: ArtifactEntry) -> str:
 
 def _interval_cell(drop: float, interval: list[float] | None) -> str:
     return f"{drop:.2f}" if interval is None else f"{drop:.2f} ({interval[0]:.2f} to {interval[1]:.2f})"
+
+
+def _subset_name(entry: ArtifactEntry) -> str:
+    """The entry's name, with the images it was scored on where --fast scored it on a subset."""
+    images = entry.extra.get("evaluation_images")
+    return entry.name if images is None else f"{entry.name} (first {images} images)"
 
 
 def _pr(diagnostics: dict, k: int) -> str:

@@ -40,14 +40,18 @@ def at_threshold(table: MatchTable, conf: float) -> dict:
 
 
 def best_f1_threshold(table: MatchTable) -> float:
-    """The score threshold at which `table`'s F1 (IoU 0.5, all classes) is highest: FP32's own operating point."""
+    """The score threshold at which `table`'s F1 (IoU 0.5, all classes) is highest: FP32's own operating point.
+    A threshold keeps every detection of a tied score or none of them, so F1 is counted only where the score
+    changes (the last of each tie)."""
     if not len(table.det_score) or not len(table.gt_class):
         return 0.25
     order = np.argsort(-table.det_score, kind="mergesort")
+    scores = table.det_score[order]
     hits = np.cumsum(table.det_tp[0, order])
     kept = np.arange(1, len(order) + 1)
     f1 = 2 * hits / (kept + len(table.gt_class))  # 2PR/(P+R) with P = hits/kept, R = hits/objects
-    return float(table.det_score[order][int(np.argmax(f1))])
+    cuts = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))  # last index of each score
+    return float(scores[cuts[int(np.argmax(f1[cuts]))]])
 
 
 def confidence_shift(reference: MatchTable, table: MatchTable) -> dict:
@@ -68,8 +72,9 @@ def matched_scores(table: MatchTable) -> list[float]:
 
 
 def describe(table: MatchTable, reference: MatchTable, deploy_conf: float, fp32_best_conf: float) -> dict:
-    """Every figure above for one artifact (or the reference itself) against the FP32 reference."""
-    return {"class_ap": class_ap(table),
+    """Every figure above for one artifact (or the reference itself) against the FP32 reference; `fp32_class_ap`
+    is the reference's on the same images, which a --fast subset's per-class drops are taken against."""
+    return {"class_ap": class_ap(table), "fp32_class_ap": class_ap(reference),
             "at_deploy_conf": at_threshold(table, deploy_conf),
             "at_fp32_best_f1": at_threshold(table, fp32_best_conf),
             "confidence_shift": confidence_shift(reference, table),

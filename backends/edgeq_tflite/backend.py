@@ -200,7 +200,8 @@ class TFLiteBackend(Backend):
                     for f in _collapse(table.findings)]
         companions = [path.with_name(f"{path.stem}-ops.md")]
         notes = [_HEAD_NOTES[head].format(head_json=f"{path.stem}-head.json"),
-                 f"{granularity} weights, {job.options.io_dtype} I/O, {conv.calibration_images} calibration images",
+                 f"{granularity} weights, {job.options.io_dtype} I/O, {conv.calibration_images} calibration images"
+                 + (f" (conversion from edgeq's cache, {conv.cached[path.name]})" if path.name in conv.cached else ""),
                  table.summary()]
         if HeadLayout(head) is HeadLayout.DETACHED:
             head_json = path.with_name(f"{path.stem}-head.json")
@@ -370,6 +371,7 @@ def _figures(job: Job, head: str, granularity: str, graph, table, conv, path: Pa
         export_s={"onnx2tf": conv.seconds.get("onnx2tf_s"), "calibrate": conv.seconds.get("calibrate_s"),
                   "quantize": conv.seconds.get(path.name)},
         kernels=job.options.kernels,
+        conversion_cached=conv.cached.get(path.name),  # the cache key when the file was not converted by this run
     )
 
 

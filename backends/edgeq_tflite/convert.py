@@ -1,20 +1,35 @@
-"""Parent side of the conversion: calibration data on disk, and the worker (edgeq's worker protocol) it feeds.
+"""Parent side of the conversion: calibration data on disk, the worker (edgeq's worker protocol) it feeds, and the
+cache of what it made.
 
 Everything is written under the work folder the backend gives (inside `job.staging`); TensorFlow's own
 caches and temporary files are pointed into `edgeq.env.cache_dir()` / the work folder through the worker's
 environment, so an export writes nowhere else.
+
+The cache (`<cache>/tflite-conversions/`) is keyed by content: the ONNX bytes, the calibration images' bytes, the
+I/O type and granularity, the conversion code (worker.py) and the versions of every tool in the path. One file
+made for `tflite` (detached, per-channel) is the file `edgetpu` ships, so a run of both converts it once, and a
+second export that changes only an evaluation setting converts nothing. The worker also keeps its calibration
+statistics there, keyed by the float model and the images, so another granularity of the same model does not
+calibrate again. A cached file is said so in the log and in the artifact's figures (`conversion_cached`).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from edgeq.plugin import WorkerCall, cache_dir, run_worker
+from edgeq.plugin import WorkerCall, cache_dir, log, run_worker
+
+TOOLS = ("tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert", "onnx", "onnxruntime", "numpy")
 
 
 @dataclass(frozen=True)
@@ -23,6 +38,7 @@ class Conversion:
     fp32_rel_error: dict[str, float]
     seconds: dict[str, float]  # onnx2tf wall time, and per quantized file
     calibration_images: int
+    cached: dict[str, str] = field(default_factory=dict)  # file name -> cache key, for files taken from the cache
 
 
 def write_calibration(images: Sequence[np.ndarray], path: Path, exact: bool | None = None) -> int:
@@ -71,15 +87,106 @@ def worker_env(workdir: Path) -> dict[str, str]:
     }
 
 
+def conversion_cache() -> Path:
+    return cache_dir() / "tflite-conversions"
+
+
+def _file_hash(path: Path) -> str:
+    stat = Path(path).stat()
+    return _hash_of(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_of(path: str, mtime_ns: int, size: int) -> str:  # the file's stat is part of the memo's key
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def key_parts(onnx_path: Path, calib_path: Path, io_dtype: str, granularity: str) -> dict:
+    """What the converted file depends on: the model, the images, the options, the conversion code and the tools."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def tool(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return {"onnx": _file_hash(onnx_path), "calibration": _file_hash(calib_path), "io_dtype": io_dtype,
+            "granularity": granularity, "worker": _file_hash(Path(__file__).with_name("worker.py")),
+            "tools": {name: tool(name) for name in TOOLS}}
+
+
+def conversion_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _cached(key: str) -> dict | None:
+    entry = conversion_cache() / key
+    try:
+        record = json.loads((entry / "conversion.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if (entry / "model.tflite").is_file() else None
+
+
+def _store(key: str, path: Path, record: dict) -> None:
+    """Into the cache, whole or not at all: written beside its place, then renamed."""
+    root = conversion_cache()
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / f".{key}.{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    shutil.copyfile(path, scratch / "model.tflite")
+    (scratch / "conversion.json").write_text(json.dumps(record, indent=1))
+    try:
+        scratch.rename(root / key)
+    except OSError:  # another run stored the same conversion first
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def convert_onnx(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
                  log_name: str, log_dir: Path, timeout_s: float = 3600) -> Conversion:
-    """Convert one ONNX graph into one .tflite per (path, granularity), through the worker protocol in edgeq's own
-    interpreter. On failure: StageError naming `log_dir/<log_name>.log` (the job's log folder, kept)."""
+    """Convert one ONNX graph into one .tflite per (path, granularity): from the cache where the same conversion
+    was made before, else through the worker protocol in edgeq's own interpreter. On failure: StageError naming
+    `log_dir/<log_name>.log` (the job's log folder, kept)."""
+    parts = {path: key_parts(onnx_path, calib_path, io_dtype, g) for path, g in outputs}
+    keys = {path: conversion_key(parts[path]) for path in parts}
+    hits = {path: record for path in keys if (record := _cached(keys[path])) is not None}
+    for path, record in hits.items():
+        shutil.copyfile(conversion_cache() / keys[path] / "model.tflite", path)
+        log(f"{path.stem}: conversion taken from the cache ({keys[path][:12]}, made in "
+            f"{sum(v for v in record['seconds'].values() if v):.0f} s: same ONNX, images, options and tools)")
+    todo = [(p, g) for p, g in outputs if p not in hits]
+    if not todo:
+        first = hits[outputs[0][0]]
+        return Conversion(outputs=first["outputs"], fp32_rel_error=first["fp32_rel_error"],
+                          seconds={p.name: None for p in hits} | {"onnx2tf_s": None, "calibrate_s": None},
+                          calibration_images=first["calibration_images"],
+                          cached={p.name: keys[p][:12] for p in hits})
+    made = _convert(onnx_path, calib_path, todo, io_dtype, workdir, log_name, log_dir, timeout_s)
+    for path, _ in todo:
+        _store(keys[path], path, {"key": parts[path], "outputs": made.outputs, "fp32_rel_error": made.fp32_rel_error,
+                                  "calibration_images": made.calibration_images,
+                                  "seconds": {"onnx2tf_s": made.seconds.get("onnx2tf_s"),
+                                              "calibrate_s": made.seconds.get("calibrate_s"),
+                                              "quantize_s": made.seconds.get(path.name)}})
+    return Conversion(outputs=made.outputs, fp32_rel_error=made.fp32_rel_error,
+                      seconds={**made.seconds, **{p.name: None for p in hits}},
+                      calibration_images=made.calibration_images, cached={p.name: keys[p][:12] for p in hits})
+
+
+def _convert(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
+             log_name: str, log_dir: Path, timeout_s: float) -> Conversion:
     result = run_worker(sys.executable, WorkerCall(
         script=Path(__file__).with_name("worker.py"), workdir=workdir, log=log_dir / f"{log_name}.log",
         stage="convert", timeout_s=timeout_s, env=worker_env(workdir), job={
             "onnx": str(onnx_path), "workdir": str(workdir / "tf"), "calib": str(calib_path),
-            "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype}))
+            "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype,
+            "statistics": str(conversion_cache() / "calibration"), "calib_hash": _file_hash(calib_path)}))
     return Conversion(outputs=result["outputs"], fp32_rel_error=result["fp32_rel_error"],
                       seconds={**result["timings"], **{Path(b["path"]).name: b["seconds"] for b in result["built"]}},
                       calibration_images=result["calibration_images"])

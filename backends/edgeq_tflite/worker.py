@@ -19,12 +19,14 @@ protocol's child refuses socket connections, so a future onnx2tf that tries anyt
 reaching out.
 
 The job holds: onnx, workdir, calib (an .npy of NHWC images, uint8 0..255 or float32 0..1), outputs (list of
-{path, granularity}), io_dtype.
+{path, granularity}), io_dtype, and optionally statistics (a folder for calibration statistics) with calib_hash
+(the images' hash, part of their key).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -59,11 +61,14 @@ def _to_onnx_layout(tf_out: np.ndarray, onnx_shape: tuple[int, ...]) -> np.ndarr
     return None
 
 
-def _calibrate_once() -> None:
+def _calibrate_once(statistics: Path | None = None, images_hash: str = "") -> None:
     """Activation ranges do not depend on the weight granularity: calibrate the float model once and let every
-    later conversion of the same model reuse the statistics (the converter's own path, minus the repeat)."""
+    later conversion of the same model reuse the statistics (the converter's own path, minus the repeat). With
+    `statistics` (a folder of edgeq's cache), they are kept on disk too, keyed by the float model's bytes, the
+    images and TensorFlow's version, so another process converting the same model reuses them."""
     import hashlib
 
+    import tensorflow as tf
     from tensorflow.lite.python.optimize import calibrator
 
     if getattr(calibrator.Calibrator, "_edgeq_memo", None) is not None:
@@ -73,16 +78,25 @@ def _calibrate_once() -> None:
     init, calibrate = calibrator.Calibrator.__init__, calibrator.Calibrator.calibrate
 
     def init_keyed(self, model_content, *args, **kwargs):
-        self._edgeq_key = hashlib.sha256(model_content).hexdigest()
+        self._edgeq_key = hashlib.sha256(model_content + images_hash.encode() + tf.__version__.encode()).hexdigest()
         init(self, model_content, *args, **kwargs)
 
     def calibrate_memo(self, dataset_gen):
+        kept = statistics / f"{self._edgeq_key[:32]}.tflite" if statistics else None
+        if self._edgeq_key not in memo and kept is not None and kept.is_file():
+            memo[self._edgeq_key] = kept.read_bytes()
+            print(f"edgeq: calibration statistics taken from the cache ({kept.name})", flush=True)
+        elif self._edgeq_key in memo:
+            print("edgeq: reusing the calibration statistics of the same float model", flush=True)
         if self._edgeq_key not in memo:
             start = time.perf_counter()
             memo[self._edgeq_key] = calibrate(self, dataset_gen)
             CALIBRATION_SECONDS.append(time.perf_counter() - start)
-        else:
-            print("edgeq: reusing the calibration statistics of the same float model", flush=True)
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                scratch = kept.with_name(f".{kept.name}.{os.getpid()}")
+                scratch.write_bytes(memo[self._edgeq_key])
+                scratch.replace(kept)
         return memo[self._edgeq_key]
 
     calibrator.Calibrator.__init__ = init_keyed
@@ -113,7 +127,11 @@ def run(job: dict) -> dict:
         o2t_common.download_test_image_data = local_sample
         import tensorflow as tf
 
-        model = onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=str(workdir / "onnx2tf"),
+        # a private copy: onnx2tf saves its shape-inferred graph over the file it is given, which is the run's
+        # FP32 ONNX (shipped, converted for other targets, and part of the conversion cache's key)
+        private = workdir / "input.onnx"
+        shutil.copyfile(job["onnx"], private)
+        model = onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(workdir / "onnx2tf"),
                                 disable_model_save=True, not_use_onnxsim=True, verbosity="warn",
                                 non_verbose=False)
     except SystemExit as exc:  # onnx2tf calls sys.exit(1) on conversion errors
@@ -169,7 +187,7 @@ def run(job: dict) -> dict:
     holder.variables_ = list(model.variables)
     holder.serve = serve
     concrete = serve.get_concrete_function()
-    _calibrate_once()
+    _calibrate_once(Path(job["statistics"]) if job.get("statistics") else None, job.get("calib_hash", ""))
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[job["io_dtype"]]
     built = []
     for spec in job["outputs"]:

@@ -185,3 +185,30 @@ def test_nxp_uint8_io_is_still_full_integer(onnx_pair, calib_160, tmp_path) -> N
         out = runner.infer(images)
     for name in ref:
         assert np.corrcoef(out[name].ravel(), ref[name].ravel())[0, 1] > 0.98, name
+
+
+def test_a_second_build_takes_its_file_from_the_cache_and_a_changed_option_misses(onnx_pair, calib_160, tmp_path,
+                                                                                   monkeypatch, capsys) -> None:
+    import hashlib
+
+    from edgeq_tflite import TFLiteBackend
+
+    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "cache"))
+    models, detector = onnx_pair("demo-yolov8n-relu6-320.pt")
+    body = hashlib.sha256(models.body.read_bytes()).hexdigest()
+
+    def build(folder: str, **options):
+        job = make_job("nxp", models, detector.head, tmp_path / folder, calibration=calib_160[0], **options)
+        (art,) = TFLiteBackend().build(job).artifacts
+        return art
+
+    first = build("first")
+    assert first.extra["conversion_cached"] is None and first.extra["export_s"]["onnx2tf"] > 0
+    assert hashlib.sha256(models.body.read_bytes()).hexdigest() == body  # onnx2tf never writes the run's ONNX
+    capsys.readouterr()
+    second = build("second", kernel_check_images=1)  # an evaluation setting: nothing converts again
+    assert second.extra["conversion_cached"] and second.extra["conversion_cached"] in second.note
+    assert "conversion taken from the cache" in capsys.readouterr().err
+    assert second.path.read_bytes() == first.path.read_bytes()
+    changed = build("changed", io_dtype="uint8")  # a conversion option: converted anew
+    assert changed.extra["conversion_cached"] is None and changed.path.read_bytes() != first.path.read_bytes()

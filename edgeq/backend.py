@@ -15,7 +15,6 @@ stable surface; see ARCHITECTURE.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgeq.analyze.scheme import QuantScheme
 from edgeq.baseline.spec import UltralyticsExport
+from edgeq.env import importable
 from edgeq.errors import EdgeqError, MissingDependencyError
 from edgeq.fallback import FallbackPolicy
 from edgeq.head import HeadLayout, HeadSpec
@@ -358,7 +358,7 @@ class Backend(ABC):
     def missing_modules(self, target: str | None = None) -> list[str]:
         """The modules of edgeq's own environment the family (and `target`, when given) needs and does not find."""
         wanted = (*self.requires, *(self.profiles[target].requires if target else ()))
-        return [m for m in wanted if importlib.util.find_spec(m) is None]
+        return [m for m in wanted if not importable(m)]
 
     def missing(self, target: str | None = None) -> list[str]:
         """What is not installed: the extra's modules (and `target`'s own), then the toolchain environment."""

@@ -6,8 +6,20 @@ user moves with `--cache-dir` or `EDGEQ_CACHE`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+
+
+def importable(module: str) -> bool:
+    """Whether `module` (dotted names too) can be imported here, without importing it.
+
+    `importlib.util.find_spec("ethosu.vela")` imports the parent `ethosu` and raises when that is absent, so a
+    check for one target's optional package took `edgeq targets` down on a machine without it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package absent, or a module whose __spec__ is unset
+        return False
 
 
 def cache_dir() -> Path:

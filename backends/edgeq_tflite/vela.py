@@ -87,9 +87,9 @@ class VelaReport:
 
 
 def available() -> bool:
-    import importlib.util
+    from edgeq.env import importable
 
-    return importlib.util.find_spec("ethosu.vela") is not None
+    return importable("ethosu.vela")
 
 
 def accelerator_configs() -> list[str]:

@@ -71,10 +71,10 @@ def _python() -> str:
 def _missing(spec: UltralyticsExport) -> str:
     """What the format needs that is absent here (modules are looked up only in edgeq's own interpreter: another
     one reports its own through the worker)."""
-    from importlib.util import find_spec
+    from edgeq.env import importable
 
     modules = spec.needs_modules if _python() == sys.executable else ()
-    absent = [m for m in modules if find_spec(m) is None] + \
+    absent = [m for m in modules if not importable(m)] + \
         [b for b in spec.needs_binaries if shutil.which(b) is None]
     if not absent:
         return ""

@@ -45,13 +45,11 @@ def _refuse_missing(requirements=(), exclude=(), install=True, cmds="", constrai
 
 
 def run(job):
-    from importlib.util import find_spec
-
-    from edgeq.env import offline_ultralytics
+    from edgeq.env import importable, offline_ultralytics
 
     # what the format imports, looked up here, in the interpreter that exports (Ultralytics would fail later, on
     # the device or deep in the exporter, with a message that does not say what is missing)
-    absent = [m for m in job.get("needs_modules", []) if find_spec(m) is None]
+    absent = [m for m in job.get("needs_modules", []) if not importable(m)]
     if absent:
         return {"skipped": f"Ultralytics' {job['format']} export needs {', '.join(absent)}, not installed in "
                            f"the interpreter that runs it"}

@@ -111,9 +111,9 @@ def run_qat(request: QatRequest) -> QatReport:
 
 
 def _missing(module: str) -> bool:
-    import importlib.util
+    from edgeq.env import importable
 
-    return importlib.util.find_spec(module) is None
+    return not importable(module)
 
 
 def _qat(request: QatRequest, backend, options, training_class, train_yaml: Path, staging: Path) -> QatReport:

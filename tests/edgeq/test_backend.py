@@ -229,6 +229,20 @@ def test_a_target_claimed_by_two_distributions_names_both(tmp_path):
     assert "claimed twice" in _edgeq(site, "targets").stdout
 
 
+def test_a_target_needing_a_dotted_module_of_an_absent_package_is_listed_not_ready(tmp_path):
+    """`find_spec("pkg.sub")` raises when `pkg` is absent: one target's optional package (as ethosu.vela for the
+    ethos-u target) must make that target "not ready", not take `edgeq targets` or the export down."""
+    package = TOY_PACKAGE.replace('requires = "toy", "toy", ("onnxruntime",)',
+                                  'requires = "toy", "toy", ("onnxruntime", "edgeq_absent_vendor.compiler")')
+    site = _site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": package}))
+    listed = _edgeq(site, "targets")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "no: pip install 'edgeq[toy]' (missing: edgeq_absent_vendor.compiler)" in listed.stdout
+    run = _edgeq(site, "export", "--target", "toy-fp16", "--out", tmp_path / "out")
+    assert run.returncode != 0 and "Traceback" not in run.stderr and "edgeq[toy]" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
 def test_unknown_option_of_a_plugin_is_named(toy_plugin, tmp_path):
     run = _edgeq(toy_plugin, "export", "--target", "toy-fp16", "--set", "options.keep_io_flaot=false",
                  "--out", tmp_path / "o")

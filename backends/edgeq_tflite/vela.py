@@ -143,12 +143,14 @@ def command(tflite: Path, settings: VelaSettings, out_dir: Path) -> list[str]:
 def parse(text: str, summary_csv: Path | None, settings: VelaSettings) -> VelaReport:
     """Vela's stdout (placement, reasons) and its summary CSV (estimates)."""
     report = VelaReport(settings.accelerator_config, settings.system_config, settings.memory_mode)
-    reasons, current = {}, None  # ofm name -> "OP: reason"; a warning's reason runs to the next blank line
+    # ofm name -> "OP: reason"; a warning's reason runs to the next blank line or the next warning of any kind
+    # (Vela may print its own "Warning: Consider accessing the configuration ..." right under a reason)
+    reasons, current = {}, None
     for line in text.splitlines():
         if m := _WARNING.match(line):
             current = m.group(2)
             reasons[current] = f"{m.group(1)}:"
-        elif current is not None and line.strip():
+        elif current is not None and line.strip() and not line.startswith("Warning"):
             reasons[current] += " " + line.strip().removeprefix("Reason: ")
         else:
             current = None

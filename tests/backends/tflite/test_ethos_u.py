@@ -181,3 +181,21 @@ def test_missing_vela_makes_only_ethos_u_unavailable(monkeypatch) -> None:
     assert backend.missing("tflite") == [] and backend.missing("nxp") == []
     with pytest.raises(EdgeqError, match="edgeq\\[tflite\\]"):
         backend.ensure_available("ethos-u")
+
+
+def test_a_cpu_ops_reason_ends_at_the_next_warning_of_any_kind() -> None:
+    """Vela printed its own config warning right under the last op's reason (no blank line between) where Vela
+    lives outside a virtual environment's default path: that line is not part of the reason."""
+    from edgeq_tflite import vela
+
+    text = ("Warning (supported operators) operator: DEPTH_TO_SPACE, ofm: 'm/d2s'\nReason: Unsupported opType\n\n"
+            "Warning (supported operators) operator: SPACE_TO_DEPTH, ofm: 'm/s2d'\nReason: Unsupported opType\n"
+            "Warning: Consider accessing the configuration by --config Arm/vela.ini since it is located inside the "
+            "config_files directory.\n\nCPU operators = 2 (1.3%)\n"
+            "   CPU: Passthrough = m/s2d (outputs [1, 80, 80, 12])\n"
+            "   CPU: Passthrough = m/d2s (outputs [1, 160, 160, 3])\n"
+            "   NPU: Conv2D = m/conv (outputs [1, 80, 80, 16])\n")
+    report = vela.parse(text, None, vela.VelaSettings("ethos-u65-256", "Ethos_U65_High_End", "Dedicated_Sram_384KB"))
+    assert report.npu_ops == 1
+    assert report.cpu_ops == [{"op": "SPACE_TO_DEPTH", "name": "m/s2d", "reason": "Unsupported opType"},
+                              {"op": "DEPTH_TO_SPACE", "name": "m/d2s", "reason": "Unsupported opType"}]

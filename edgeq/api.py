@@ -101,19 +101,19 @@ def export(model: str | Path | None = None, *, target: str | None = None, recipe
            data: str | Path | None = None, out: str | Path | None = None, force: bool = False,
            allow_fallback: bool | None = None, trust_model: bool = False, fast: bool = False,
            qat_onnx: str | Path | None = None, baseline: str | None = None, verbose: bool = False,
-           options: Mapping[str, Any] | None = None,
+           jobs: int | None = None, options: Mapping[str, Any] | None = None,
            set: Mapping[str, Any] | None = None, **overrides: Any) -> ExportResult:  # noqa: A002
     """Export `model` (default: the demo detector) for `target` (a name, a comma list or "all") or `recipe`,
     exactly as `edgeq export` does; see the module docstring for the overrides."""
     built = build_recipe(model, target=target, recipe=recipe, data=data, options=options, set=set, **overrides)
     return export_recipe(built, out=out, force=force, allow_fallback=allow_fallback, trust_model=trust_model,
-                         fast=fast, qat_onnx=qat_onnx, baseline=baseline, verbose=verbose)
+                         fast=fast, qat_onnx=qat_onnx, baseline=baseline, verbose=verbose, jobs=jobs)
 
 
 def export_recipe(recipe, *, out: str | Path | None = None, force: bool = False, allow_fallback: bool | None = None,
                   fallback_flag: str | None = None, trust_model: bool = False, fast: bool = False,
                   qat_onnx: str | Path | None = None, baseline: str | None = None, verbose: bool = False,
-                  progress: bool | None = None) -> ExportResult:
+                  progress: bool | None = None, jobs: int | None = None) -> ExportResult:
     """Export an already resolved Recipe (the CLI builds one from its flags); `out` defaults to edgeq-out/<target>;
     progress bars follow `verbose` unless `progress` says otherwise."""
     from edgeq.intake import ExportRequest
@@ -125,7 +125,7 @@ def export_recipe(recipe, *, out: str | Path | None = None, force: bool = False,
     request = ExportRequest(recipe=recipe, out=folder, force=force, allow_fallback=allow_fallback,
                             fallback_flag=fallback_flag, progress=verbose if progress is None else progress,
                             trust_model=trust_model, fast=fast,
-                            qat_onnx=None if qat_onnx is None else Path(qat_onnx), baseline=baseline)
+                            qat_onnx=None if qat_onnx is None else Path(qat_onnx), baseline=baseline, jobs=jobs)
     with _quiet(not verbose):
         result = ExportRun(request).run()
     return ExportResult(out=folder, reports=result.reports, matrix=result.matrix)

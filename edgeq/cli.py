@@ -174,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--fast", action="store_true", help="with several targets: score the artifacts whose "
                         "emulation runs on slow reference kernels on the first 100 evaluation images (the report "
                         "says so)")
+    export.add_argument("--jobs", "-j", type=_positive_int, metavar="N", help="with several targets: build and score "
+                        "N targets at once, each in a worker process with its share of the CPUs (default: one per "
+                        "CPU, as many as the memory holds at about 4 GiB each); --jobs 1 runs them one after another")
     export.add_argument("--qat-onnx", type=Path, metavar="PATH", help="also build the graph `edgeq qat` trained "
                         "for this target, beside the PTQ artifacts (PTQ and QAT side by side in the report)")
     export.add_argument("--baseline", choices=["ultralytics"], help="also run Ultralytics' own INT8 export of the "
@@ -304,6 +307,17 @@ def _use_cache_dir(chosen: Path | None) -> None:
     contain_caches()
 
 
+def _positive_int(text: str) -> int:
+    """argparse's type for counts that must be at least 1 (its own error line names the flag and the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number (give 1 or more)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1 (give 1 or more)")
+    return value
+
+
 def _internal_error(exc: BaseException) -> int:
     """A bug, not bad input: one line that says so, naming where the traceback was saved (the cache, else the
     temp folder), exit 1."""
@@ -420,7 +434,7 @@ def _export(args) -> int:
     result = export_recipe(recipe, out=args.out, force=args.force, allow_fallback=args.allow_fallback,
                            fallback_flag=getattr(args, "fallback_flag", None), trust_model=args.trust_model,
                            fast=args.fast, qat_onnx=args.qat_onnx, baseline=args.baseline, verbose=True,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, jobs=args.jobs)
     out = result.out
     if is_target_list(recipe.target):
         return _matrix_outcome(result.matrix, recipe, out)

@@ -22,6 +22,18 @@ def importable(module: str) -> bool:
         return False
 
 
+def cpus() -> int:
+    """The CPUs this process may use: a `--jobs` worker's share (`EDGEQ_CPUS`), else the affinity mask (a
+    container's or taskset's limit, which `os.cpu_count()` ignores). Thread pools and process pools size to it."""
+    share = os.environ.get("EDGEQ_CPUS", "")
+    if share.isdigit() and int(share) > 0:
+        return int(share)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("EDGEQ_CACHE") or Path.home() / ".cache" / "edgeq")
 

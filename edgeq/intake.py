@@ -36,6 +36,7 @@ class ExportRequest:
     fast: bool = False  # several targets: score reference-kernel artifacts on a subset
     qat_onnx: Path | None = None  # one target: a graph `edgeq qat` trained, built beside the PTQ artifacts
     baseline: str | None = None  # "ultralytics": the default path's own export scored beside each target's
+    jobs: int | None = None  # several targets: worker processes side by side (None: one per CPU the memory holds)
 
 
 @dataclass

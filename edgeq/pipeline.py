@@ -27,6 +27,7 @@ import numpy as np
 from edgeq import backend as registry
 from edgeq.backend import SHIPPED_ROLES, Artifact, Backend, Job, PluginError, Role, backend_for
 from edgeq.data import preprocess, read_image
+from edgeq.env import cpus
 from edgeq.errors import AccuracyGateError, EdgeqError
 from edgeq.evaluation.diagnostics import best_f1_threshold, describe
 from edgeq.evaluation.evaluator import EvalSet, EvalSettings, evaluate
@@ -35,7 +36,8 @@ from edgeq.evaluation.uncertainty import PairedBootstrap, compare, small_set_war
 from edgeq.head import HeadLayout
 from edgeq.intake import ExportRequest, check_output_folder, take_in_shared, validated_options
 from edgeq.matrix.report import MatrixReport, TargetOutcome
-from edgeq.progress import StageTimer, log
+from edgeq.matrix.workers import default_jobs, run_in_workers
+from edgeq.progress import StageTimer, is_silent, log, log_context
 from edgeq.recipe import Recipe
 from edgeq.report import ArtifactEntry, Report
 from edgeq.staging import staged_output
@@ -64,6 +66,66 @@ def run_matrix(request: ExportRequest) -> MatrixReport:
 class RunResult:
     reports: dict[str, Report]  # target -> its report (built targets only)
     matrix: MatrixReport | None = None  # several targets: the report comparing them
+
+
+@dataclass
+class TargetTask:
+    """Everything one target of a run needs after the shared part; pickled to a worker process with --jobs."""
+
+    target: str
+    recipe: Recipe
+    options: object  # the backend's validated options model
+    intake: object  # edgeq.intake.SharedIntake
+    shared: SharedResults
+    staging: Path
+    allow_fallback: bool | None
+    request: ExportRequest
+    timer: StageTimer
+    several: bool
+    in_worker: bool = False  # --jobs: no progress bars (one display: the parent's line per target), log lines
+    # prefixed with the target, and the parent's silence (the Python API's default) kept
+    silent: bool = False
+
+
+@dataclass
+class TargetDone:
+    """What a target's export sends back: its report, or the one line it failed with, and what the run keeps
+    across targets (the shipped artifact's matches for the matrix's intervals, the default path's exports)."""
+
+    seconds: float
+    report: Report | None = None
+    error: str | None = None
+    shipped: tuple | None = None
+    baselines: dict = field(default_factory=dict)
+
+
+def export_one(task: TargetTask) -> TargetDone:
+    """One target of a run, in this process or in a --jobs worker. A target of several that fails is a
+    TargetDone with the reason and its folder removed; a single target's failure is raised as it is."""
+    if task.in_worker:
+        with log_context(prefix=f"[{task.target}] ", silent=task.silent):
+            return _export_one(task)
+    return _export_one(task)
+
+
+def _export_one(task: TargetTask) -> TargetDone:
+    t0, request, recipe, target = time.perf_counter(), task.request, task.recipe, task.target
+    backend = backend_for(target)
+    progress = request.progress and not task.in_worker
+    try:
+        target_intake = task.intake.for_target(backend, recipe, task.options, task.staging, task.staging.parent,
+                                               task.allow_fallback, request.fallback_flag, progress,
+                                               request.qat_onnx and Path(request.qat_onnx).resolve())
+        report = export_target(recipe, backend, target_intake, task.shared, task.staging, task.timer, progress,
+                               report_folder=task.staging / target if task.several else task.staging,
+                               baseline=request.baseline, trust_model=request.trust_model)
+    except EdgeqError as exc:
+        if not task.several:
+            raise
+        shutil.rmtree(task.staging / target, ignore_errors=True)  # no half-made target folder
+        return TargetDone(seconds=round(time.perf_counter() - t0, 1), error=exc.one_line())
+    return TargetDone(seconds=round(time.perf_counter() - t0, 1), report=report,
+                      shipped=task.shared.shipped_matches.get(target), baselines=dict(task.shared.baselines))
 
 
 class ExportRun:
@@ -98,6 +160,7 @@ class ExportRun:
         if request.baseline not in (None, "ultralytics"):
             raise EdgeqError(f"--baseline {request.baseline}: unknown default path", "use --baseline ultralytics")
         self.ready = ready
+        self.jobs = (request.jobs or default_jobs(len(ready))) if self.several else 1
         self.options = {t: validated_options(backend_for(t), self.recipes[t]) for t in ready}
 
     @property
@@ -126,36 +189,38 @@ class ExportRun:
         outcomes = {t: TargetOutcome(target=t, status="skipped", install=hint,
                                      reason="extra not installed" if backend_for(t).missing_modules(t)
                                      else "toolchain not installed") for t, hint in self.skipped.items()}
-        for number, target in enumerate(self.ready, 1):
-            t0, recipe, backend = time.perf_counter(), self.recipes[target], backend_for(target)
-            try:
-                target_intake = intake.for_target(backend, recipe, self.options[target], staging, staging.parent,
-                                                  self.allow_fallback, request.fallback_flag, request.progress,
-                                                  request.qat_onnx and Path(request.qat_onnx).resolve())
-                reports[target] = export_target(recipe, backend, target_intake, shared, staging,
-                                                timer if not self.several else StageTimer(), request.progress,
-                                                report_folder=staging / target if self.several else staging,
-                                                baseline=request.baseline, trust_model=request.trust_model)
-            except EdgeqError as exc:
-                if not self.several:
-                    raise
-                shutil.rmtree(staging / target, ignore_errors=True)  # no half-made target folder
-                outcomes[target] = TargetOutcome(target=target, status="failed", reason=exc.one_line(),
-                                                 seconds=round(time.perf_counter() - t0, 1))
-                log(f"[{number}/{len(self.ready)}] {target} failed after {outcomes[target].seconds:.0f} s: "
-                    f"{exc.one_line()}")
+        tasks = [TargetTask(target=t, recipe=self.recipes[t], options=self.options[t], intake=intake, shared=shared,
+                            staging=staging, allow_fallback=self.allow_fallback, request=request,
+                            timer=timer if not self.several else StageTimer(), several=self.several)
+                 for t in self.ready]
+        jobs = min(self.jobs, len(tasks))
+        if jobs > 1:
+            log(f"{len(tasks)} targets in {jobs} worker processes (--jobs {jobs}), "
+                f"{max(1, cpus() // jobs)} CPU(s) each")
+            finished = run_in_workers(export_one, [replace(t, in_worker=True, silent=is_silent()) for t in tasks],
+                                      jobs)
+        else:
+            finished = ((task, export_one(task)) for task in tasks)
+        for number, (task, done) in enumerate(finished, 1):
+            target = task.target
+            if done.error is not None:
+                outcomes[target] = TargetOutcome(target=target, status="failed", reason=done.error,
+                                                 seconds=done.seconds)
+                log(f"[{number}/{len(tasks)}] {target} failed after {done.seconds:.0f} s: {done.error}")
                 continue
+            reports[target] = done.report
+            if done.shipped is not None:
+                shared.shipped_matches[target] = done.shipped
+            shared.baselines.update(done.baselines)
             if self.several:
                 outcome = outcomes[target] = TargetOutcome(
-                    target=target, status="built", seconds=round(time.perf_counter() - t0, 1),
-                    findings=len(reports[target].findings), timings=reports[target].timings_s,
-                    artifacts=[e for e in reports[target].artifacts if e.target != "onnx"],
-                    baseline=reports[target].baseline,
-                    comparisons=reports[target].uncertainty.get("comparisons", []))
+                    target=target, status="built", seconds=done.seconds, findings=len(done.report.findings),
+                    timings=done.report.timings_s, artifacts=[e for e in done.report.artifacts if e.target != "onnx"],
+                    baseline=done.report.baseline, comparisons=done.report.uncertainty.get("comparisons", []))
                 best = outcome.primary()
                 figure = f"{best.name} {best.map50_95:.2f} (drop {best.drop_map50_95:.2f}, {best.status})" \
                     if best is not None else "no INT8 figure"
-                log(f"[{number}/{len(self.ready)}] {target} done in {outcome.seconds:.0f} s: {figure}")
+                log(f"[{number}/{len(tasks)}] {target} done in {outcome.seconds:.0f} s: {figure}")
         if not self.several:
             return RunResult(reports)
         matrix = MatrixReport(

@@ -33,7 +33,7 @@ from edgeq.backend import (
     TargetProfile,
     load_profiles,
 )
-from edgeq.env import cache_dir
+from edgeq.env import cache_dir, cpus
 from edgeq.errors import EdgeqError, MissingDependencyError, StageError
 from edgeq.graph import onnx_layers, tensor_infos
 from edgeq.head import HEAD_PREFIX, INPUT_NAME, OUTPUT_NAME, HeadLayout, HeadSpec, attach_head
@@ -51,6 +51,6 @@ __all__ = [
     "PluginError", "Precision", "QuantAwareTraining", "QuantPlan", "QuantScheme", "Role", "RuleTable", "Runner",
     "ScaleTie",
     "Severity", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec", "WorkerCall",
-    "attach_head", "bar", "cache_dir", "collect_histograms", "export_onnx", "load_profiles", "log",
+    "attach_head", "bar", "cache_dir", "collect_histograms", "cpus", "export_onnx", "load_profiles", "log",
     "onnx_layers", "predicate", "run_worker", "tensor_infos", "tied_groups",
 ]

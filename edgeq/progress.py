@@ -41,12 +41,28 @@ class StageTimer:
 
 
 _SILENT = [False]
+_PREFIX = [""]  # a --jobs worker's target, so interleaved lines say whose they are
 
 
 def log(message: str) -> None:
     """One line of what edgeq is doing, on stderr (stdout carries the tables a user may pipe)."""
     if not _SILENT[0]:
-        print(f"edgeq: {message}", file=sys.stderr, flush=True)
+        print(f"edgeq: {_PREFIX[0]}{message}", file=sys.stderr, flush=True)
+
+
+def is_silent() -> bool:
+    return _SILENT[0]
+
+
+@contextmanager
+def log_context(prefix: str, silent: bool) -> Iterator[None]:
+    """`log` lines prefixed (a worker's target), or none at all (`silent`), inside the block."""
+    before = _PREFIX[0], _SILENT[0]
+    _PREFIX[0], _SILENT[0] = prefix, silent
+    try:
+        yield
+    finally:
+        _PREFIX[0], _SILENT[0] = before
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from edgeq.env import cpus
 
 __all__ = ["CLASS_NAMES", "SPLITS", "generate_dataset", "render_sample"]
 
@@ -301,7 +302,7 @@ def _write_one(job: _Job) -> None:
 
 
 def _run(jobs: list[_Job]) -> Iterator[None]:
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 16)
+    workers = min(cpus(), 16)
     if workers < 2 or len(jobs) < 200:
         for job in jobs:
             yield _write_one(job)

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# runs of several targets one after another: the stand-in plugins tests patch into edgeq's registry live in this
+# process only, where a spawned --jobs worker cannot see them (the tests of --jobs pass it explicitly)
+os.environ["EDGEQ_JOBS"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)

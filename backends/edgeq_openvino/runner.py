@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 
-from edgeq.plugin import BatchNotSupported, Runner
+from edgeq.plugin import cpus, BatchNotSupported, Runner
 
 
 def import_openvino():
@@ -42,7 +41,7 @@ class OpenVINORunner(Runner):
         # f32 precision hint: on AMX/AVX512-BF16 CPUs OpenVINO would otherwise run "FP32" models in bf16,
         # and the FP32 figures (and the FP32 head of INT8 models) would not be FP32.
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": os.cpu_count() or 1}
+                  "INFERENCE_NUM_THREADS": cpus()}
         self.compiled = ov.Core().compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.names = output_names(self.compiled.outputs)

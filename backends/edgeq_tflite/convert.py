@@ -11,10 +11,15 @@ made for `tflite` (detached, per-channel) is the file `edgetpu` ships, so a run 
 second export that changes only an evaluation setting converts nothing. The worker also keeps its calibration
 statistics there, keyed by the float model and the images, so another granularity of the same model does not
 calibrate again. A cached file is said so in the log and in the artifact's figures (`conversion_cached`).
+
+Targets of one run side by side (`--jobs`) may ask for the same conversion at once: a lock per ONNX and image set
+makes the second wait for the first and take its files from the cache instead of converting them twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -154,6 +159,28 @@ def convert_onnx(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, st
     was made before, else through the worker protocol in edgeq's own interpreter. On failure: StageError naming
     `log_dir/<log_name>.log` (the job's log folder, kept)."""
     parts = {path: key_parts(onnx_path, calib_path, io_dtype, g) for path, g in outputs}
+    with _converting(parts[outputs[0][0]]):
+        return _convert_or_reuse(onnx_path, calib_path, outputs, io_dtype, workdir, log_name, log_dir, timeout_s,
+                                 parts)
+
+
+@contextlib.contextmanager
+def _converting(parts: dict):
+    """Held while one process converts (or reuses) a given ONNX on given images: the same model and images in two
+    --jobs workers convert once, the second reading the first's files from the cache."""
+    root = conversion_cache()
+    root.mkdir(parents=True, exist_ok=True)
+    same_model = {k: parts[k] for k in ("onnx", "calibration", "io_dtype", "worker", "tools")}
+    with open(root / f".{conversion_key(same_model)}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _convert_or_reuse(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str,
+                      workdir: Path, log_name: str, log_dir: Path, timeout_s: float, parts: dict) -> Conversion:
     keys = {path: conversion_key(parts[path]) for path in parts}
     hits = {path: record for path in keys if (record := _cached(keys[path])) is not None}
     for path, record in hits.items():

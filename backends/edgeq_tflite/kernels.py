@@ -13,12 +13,13 @@ several interpreters at once (LiteRT releases the GIL while it invokes), which i
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from edgeq.plugin import cpus
 
 FASTER_PATHS = ("AUTO", "BUILTIN_WITHOUT_DEFAULT_DELEGATES")  # XNNPACK first, then the builtin optimized kernels
 PATH_NAMES = {"AUTO": "optimized kernels (XNNPACK)",
@@ -74,10 +75,7 @@ class KernelCheck:
 
 def parallel_interpreters() -> int:
     """Reference-kernel interpreters run at once: one per CPU this process may use (each is single-threaded)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return cpus()
 
 
 def _interpreter(path: Path, resolver: str, preserve: bool = False, threads: int = 1):

@@ -12,12 +12,11 @@ When nc == 4*reg_max only the signature can tell them apart, and the runner says
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from edgeq.plugin import OUTPUT_NAME, BatchNotSupported, EdgeqError, HeadLayout, HeadSpec, Runner
+from edgeq.plugin import cpus, OUTPUT_NAME, BatchNotSupported, EdgeqError, HeadLayout, HeadSpec, Runner
 
 
 class LiteRTRunner(Runner):
@@ -32,7 +31,7 @@ class LiteRTRunner(Runner):
         self.head, self.layout = head, layout
         self.resolver = resolver or ("BUILTIN_REF" if reference_kernels else "AUTO")
         self.reference_kernels = self.resolver == "BUILTIN_REF"
-        self.num_threads = num_threads or os.cpu_count() or 1
+        self.num_threads = num_threads or cpus()
         self.parallel = max(1, parallel) if self.reference_kernels else 1
         self._pool = None  # with `parallel`: worker processes, one interpreter each
 

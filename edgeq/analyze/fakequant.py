@@ -11,7 +11,6 @@ artifact at every step.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from edgeq.analyze.ranges import Range
 from edgeq.analyze.scheme import QuantScheme, tied_groups
+from edgeq.env import cpus
 from edgeq.head import HEAD_PREFIX
 
 WEIGHTED = ("Conv", "ConvTranspose")
@@ -30,7 +30,7 @@ def session_for(model):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = cpus()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

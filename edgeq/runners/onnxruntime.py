@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
+from edgeq.env import cpus
 from edgeq.runners import Runner
 
 
@@ -14,7 +14,7 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = cpus()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

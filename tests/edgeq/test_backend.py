@@ -3,165 +3,36 @@ a vendor toolchain in an interpreter of its own, reached through the worker prot
 CLI in a fresh process, with nothing in edgeq changed for them."""
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
+from plugin_testlib import TOOLCHAIN_PACKAGE, TOY_PACKAGE, VENDOR_WORKER, make_site, run_edgeq
 
 from edgeq.backend import Artifact, BuildResult, PluginError, Precision, Role, TargetProfile, make_job
 from edgeq.fallback import FallbackPolicy
 from edgeq.rules import Finding, Severity
 
-TOY_PACKAGE = '''
-"""A third-party target: ONNX Runtime with FP16 weights, to show the contract end to end."""
-from pathlib import Path
-
-from edgeq.plugin import Artifact, Backend, BackendOptions, BuildResult, Finding, HeadLayout, Severity, TargetProfile
-
-
-class ToyOptions(BackendOptions):
-    keep_io_float: bool = True
-
-
-class ToyBackend(Backend):
-    family, extra, requires = "toy", "toy", ("onnxruntime",)
-    tools = ("onnxruntime",)
-    profiles = {"toy-fp16": TargetProfile(description="FP16 weights in ONNX Runtime (a plugin test)",
-                                          accelerator="CPU", figures="emulated", latency_meaningful=False,
-                                          fallback_default=False, fallback_to="FP32")}
-
-    def options_model(self, target):
-        return ToyOptions
-
-    def check(self, job):
-        return [Finding("toy.note", Severity.WARNING, "model", "toy target", "none needed")]
-
-    def build(self, job):
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        from edgeq.plugin import OnnxRuntimeRunner
-
-        out = job.staging / job.target / "model-fp16.onnx"
-        out.parent.mkdir(parents=True)
-        model = convert_float_to_float16(onnx.load(str(job.full_onnx)), keep_io_types=job.options.keep_io_float)
-        onnx.save(model, str(out))
-        artifact = Artifact(name="toy-fp16", target=job.target, variant="fp16", path=out, precision="fp16",
-                            layout=HeadLayout.PIXEL, status=job.profile.figures, note="toy plugin",
-                            open_runner=lambda: OnnxRuntimeRunner(out))
-        return BuildResult([artifact], [Finding("toy.built", Severity.WARNING, "model-fp16.onnx", "built", "-")])
-'''
-
-
-TOOLCHAIN_PACKAGE = '''
-"""A third-party target whose vendor "compiler" runs in an interpreter of its own (standard library only there),
-reached through edgeq's worker protocol."""
-from pathlib import Path
-
-from edgeq.plugin import (Artifact, Backend, BackendOptions, BuildResult, HeadLayout, OnnxRuntimeRunner, Precision,
-                          TargetProfile, ToolchainSpec, WorkerCall, run_worker)
-
-HERE = Path(__file__).parent
-
-
-class VendorOptions(BackendOptions):
-    crash: bool = False  # the vendor compiler crashes
-    sleep_s: float = 0.0  # ... or hangs this long
-    timeout_s: float = 600.0
-
-
-class VendorBackend(Backend):
-    family, extra, requires = "vendor", "vendor", ()
-    toolchain = ToolchainSpec(name="toybox", description="a toy vendor compiler (a plugin test)",
-                              requirements=HERE / "toolchain-requirements.txt")
-    profiles = {"toy-npu": TargetProfile(description="a vendor toolchain in its own interpreter (a plugin test)",
-                                         accelerator="toy NPU", figures="emulated", latency_meaningful=False,
-                                         fallback_default=True)}
-
-    def options_model(self, target):
-        return VendorOptions
-
-    def check(self, job):
-        return []
-
-    def build(self, job):
-        out = job.staging / job.target / "model.onnx"
-        result = run_worker(self.toolchain.python_path(), WorkerCall(
-            script=HERE / "vendor_worker.py", workdir=job.staging / ".vendor-work", log=job.log_dir / "toy-npu.log",
-            stage="vendor-compile", timeout_s=job.options.timeout_s,
-            job={"onnx": str(job.full_onnx), "out": str(out), "crash": job.options.crash,
-                 "sleep_s": job.options.sleep_s}))
-        return BuildResult([Artifact(name="toy-npu", target=job.target, variant="fp32", path=out,
-                                     precision=Precision.parse("fp32"), layout=HeadLayout.PIXEL,
-                                     status="emulated", note="compiled by the vendor toolchain",
-                                     open_runner=lambda: OnnxRuntimeRunner(out), extra=result)])
-'''
-
-VENDOR_WORKER = '''
-"""The vendor's side: runs in the toolchain's interpreter, where edgeq is not installed."""
-import shutil
-import sys
-import time
-from pathlib import Path
-
-from edgeq_worker import log
-
-
-def run(job):
-    log(f"toy compiler running in {sys.prefix}")
-    if job["crash"]:
-        raise RuntimeError("the vendor compiler segfaulted")
-    time.sleep(job["sleep_s"])
-    Path(job["out"]).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(job["onnx"], job["out"])
-    return {"python": sys.executable, "prefix": sys.prefix}
-'''
-
-
-def _site(tmp_path, *packages: tuple[str, str, dict[str, str]]) -> Path:
-    """A temporary sys.path entry holding each (distribution, entry points, package files) with its dist-info."""
-    site = tmp_path / "site"
-    for dist_name, entry_points, files in packages:
-        module = dist_name.replace("-", "_")
-        (site / module).mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (site / module / name).write_text(textwrap.dedent(text))
-        dist = site / f"{module}-0.1.dist-info"
-        dist.mkdir(parents=True)
-        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 0.1\n")
-        (dist / "entry_points.txt").write_text("[edgeq.backends]\n" + "".join(
-            f"{name} = {module}:{cls}\n" for name, cls in entry_points.items()))
-    return site
-
 
 @pytest.fixture
 def toy_plugin(tmp_path):
     """A package and its dist-info (entry point in the `edgeq.backends` group) on a temporary sys.path entry."""
-    return _site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": TOY_PACKAGE}))
+    return make_site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": TOY_PACKAGE}))
 
 
 @pytest.fixture
 def vendor_plugin(tmp_path):
     """A family declaring a toolchain environment; its worker script is standard library only."""
-    return _site(tmp_path, ("vendor-edgeq-backend", {"vendor": "VendorBackend"},
-                            {"__init__.py": TOOLCHAIN_PACKAGE, "vendor_worker.py": VENDOR_WORKER,
-                             "toolchain-requirements.txt": "# nothing beyond the standard library\n"}))
-
-
-def _edgeq(site, *args, env=None):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "edgeq.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, check=False, timeout=600)
+    return make_site(tmp_path, ("vendor-edgeq-backend", {"vendor": "VendorBackend"},
+                                {"__init__.py": TOOLCHAIN_PACKAGE, "vendor_worker.py": VENDOR_WORKER,
+                                 "toolchain-requirements.txt": "# nothing beyond the standard library\n"}))
 
 
 def test_third_party_backend_exports_through_its_entry_point(toy_plugin, tmp_path, demo_pt, small_data):
-    listed = _edgeq(toy_plugin, "targets")
+    listed = run_edgeq(toy_plugin, "targets")
     assert listed.returncode == 0 and "| toy-fp16 | toy | CPU | emulated | no |" in listed.stdout
     out = tmp_path / "out"
-    run = _edgeq(toy_plugin, "export", "--target", "toy-fp16", "--model", demo_pt, "--data", small_data,
+    run = run_edgeq(toy_plugin, "export", "--target", "toy-fp16", "--model", demo_pt, "--data", small_data,
                  "--calib-images", 4, "--val-images", 16, "--out", out, "--no-progress")
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
@@ -177,23 +48,23 @@ def test_vendor_toolchain_runs_in_its_own_interpreter_through_the_worker_protoco
     env = {"EDGEQ_CACHE": str(cache)}
     job = ["--target", "toy-npu", "--model", demo_pt, "--data", small_data, "--calib-images", 2, "--val-images", 8,
            "--no-progress"]
-    listed = _edgeq(vendor_plugin, "targets", env=env)
+    listed = run_edgeq(vendor_plugin, "targets", env=env)
     assert "| toy-npu | vendor |" in listed.stdout and "no: edgeq toolchains install toybox" in listed.stdout
-    refused = _edgeq(vendor_plugin, "export", *job, "--out", tmp_path / "refused", env=env)
+    refused = run_edgeq(vendor_plugin, "export", *job, "--out", tmp_path / "refused", env=env)
     assert refused.returncode == 2 and "edgeq toolchains install toybox" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "refused").exists()
 
-    installed = _edgeq(vendor_plugin, "toolchains", "install", "toybox", env=env)
+    installed = run_edgeq(vendor_plugin, "toolchains", "install", "toybox", env=env)
     assert installed.returncode == 0, installed.stderr
-    assert "| toybox | vendor |" in _edgeq(vendor_plugin, "toolchains", env=env).stdout
-    run = _edgeq(vendor_plugin, "export", *job, "--out", tmp_path / "out", env=env)
+    assert "| toybox | vendor |" in run_edgeq(vendor_plugin, "toolchains", env=env).stdout
+    run = run_edgeq(vendor_plugin, "export", *job, "--out", tmp_path / "out", env=env)
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     toy = next(a for a in report["artifacts"] if a["name"] == "toy-npu")
     assert toy["extra"]["prefix"] == str(cache / "toolchains" / "toybox")  # not edgeq's own interpreter
     assert abs(toy["drop_map50_95"]) < 0.01 and (tmp_path / "out" / "logs" / "toy-npu.log").is_file()
 
-    crashed = _edgeq(vendor_plugin, "export", *job, "--set", "options.crash=true", "--out", tmp_path / "crash",
+    crashed = run_edgeq(vendor_plugin, "export", *job, "--set", "options.crash=true", "--out", tmp_path / "crash",
                      env=env)
     assert crashed.returncode == 2 and len(crashed.stderr.strip().splitlines()[-1]) > 0
     assert "stage 'vendor-compile' failed: RuntimeError: the vendor compiler segfaulted" in crashed.stderr
@@ -201,7 +72,7 @@ def test_vendor_toolchain_runs_in_its_own_interpreter_through_the_worker_protoco
     assert f"(log: {log})" in crashed.stderr and "Traceback" in log.read_text()
     assert "Traceback" not in crashed.stderr
 
-    hung = _edgeq(vendor_plugin, "export", *job, "--set", "options.sleep_s=60", "--set", "options.timeout_s=1",
+    hung = run_edgeq(vendor_plugin, "export", *job, "--set", "options.sleep_s=60", "--set", "options.timeout_s=1",
                   "--out", tmp_path / "hung", env=env)
     assert hung.returncode == 2 and "timed out after 1 s" in hung.stderr
 
@@ -210,23 +81,23 @@ def test_a_users_own_interpreter_is_taken_from_the_environment(vendor_plugin, tm
     own = tmp_path / "own-env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(own)], check=True)
     env = {"EDGEQ_CACHE": str(tmp_path / "cache"), "EDGEQ_TOYBOX_PYTHON": str(own / "bin" / "python")}
-    run = _edgeq(vendor_plugin, "export", "--target", "toy-npu", "--model", demo_pt, "--data", small_data,
+    run = run_edgeq(vendor_plugin, "export", "--target", "toy-npu", "--model", demo_pt, "--data", small_data,
                  "--calib-images", 2, "--val-images", 4, "--no-progress", "--out", tmp_path / "out", env=env)
     assert run.returncode == 0, run.stderr
     toy = next(a for a in json.loads((tmp_path / "out" / "report.json").read_text())["artifacts"]
                if a["name"] == "toy-npu")
     assert toy["extra"]["prefix"] == str(own)
-    missing = _edgeq(vendor_plugin, "targets", env={**env, "EDGEQ_TOYBOX_PYTHON": str(tmp_path / "nope")})
+    missing = run_edgeq(vendor_plugin, "targets", env={**env, "EDGEQ_TOYBOX_PYTHON": str(tmp_path / "nope")})
     assert "EDGEQ_TOYBOX_PYTHON=" in missing.stdout and "not an executable interpreter" in missing.stdout
 
 
 def test_a_target_claimed_by_two_distributions_names_both(tmp_path):
-    site = _site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": TOY_PACKAGE}),
+    site = make_site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": TOY_PACKAGE}),
                  ("toy-edgeq-fork", {"toyfork": "ToyBackend"}, {"__init__.py": TOY_PACKAGE}))
-    run = _edgeq(site, "export", "--target", "toy-fp16", "--out", tmp_path / "out")
+    run = run_edgeq(site, "export", "--target", "toy-fp16", "--out", tmp_path / "out")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "toy-edgeq-backend" in run.stderr and "toy-edgeq-fork" in run.stderr
-    assert "claimed twice" in _edgeq(site, "targets").stdout
+    assert "claimed twice" in run_edgeq(site, "targets").stdout
 
 
 def test_a_target_needing_a_dotted_module_of_an_absent_package_is_listed_not_ready(tmp_path):
@@ -234,17 +105,17 @@ def test_a_target_needing_a_dotted_module_of_an_absent_package_is_listed_not_rea
     ethos-u target) must make that target "not ready", not take `edgeq targets` or the export down."""
     package = TOY_PACKAGE.replace('requires = "toy", "toy", ("onnxruntime",)',
                                   'requires = "toy", "toy", ("onnxruntime", "edgeq_absent_vendor.compiler")')
-    site = _site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": package}))
-    listed = _edgeq(site, "targets")
+    site = make_site(tmp_path, ("toy-edgeq-backend", {"toy": "ToyBackend"}, {"__init__.py": package}))
+    listed = run_edgeq(site, "targets")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "no: pip install 'edgeq[toy]' (missing: edgeq_absent_vendor.compiler)" in listed.stdout
-    run = _edgeq(site, "export", "--target", "toy-fp16", "--out", tmp_path / "out")
+    run = run_edgeq(site, "export", "--target", "toy-fp16", "--out", tmp_path / "out")
     assert run.returncode != 0 and "Traceback" not in run.stderr and "edgeq[toy]" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
 def test_unknown_option_of_a_plugin_is_named(toy_plugin, tmp_path):
-    run = _edgeq(toy_plugin, "export", "--target", "toy-fp16", "--set", "options.keep_io_flaot=false",
+    run = run_edgeq(toy_plugin, "export", "--target", "toy-fp16", "--set", "options.keep_io_flaot=false",
                  "--out", tmp_path / "o")
     assert run.returncode == 2 and "options.keep_io_flaot" in run.stderr and "Traceback" not in run.stderr
 

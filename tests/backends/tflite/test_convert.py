@@ -212,3 +212,37 @@ def test_a_second_build_takes_its_file_from_the_cache_and_a_changed_option_misse
     assert second.path.read_bytes() == first.path.read_bytes()
     changed = build("changed", io_dtype="uint8")  # a conversion option: converted anew
     assert changed.extra["conversion_cached"] is None and changed.path.read_bytes() != first.path.read_bytes()
+
+
+def test_the_same_conversion_asked_twice_at_once_waits_for_the_first(tmp_path, monkeypatch) -> None:
+    """Two --jobs workers converting one ONNX on one image set: the second enters only when the first is done
+    (then its files are in the cache); another model does not wait."""
+    import threading
+    import time
+
+    from edgeq_tflite import convert
+
+    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "cache"))
+    parts = {"onnx": "a" * 64, "calibration": "b" * 64, "io_dtype": "int8", "granularity": "per-channel",
+             "worker": "c" * 64, "tools": {}}
+    other = {**parts, "onnx": "d" * 64}
+    order, first_inside = [], threading.Event()
+
+    def first():
+        with convert._converting(parts):
+            first_inside.set()
+            time.sleep(0.5)
+            order.append("first done")
+
+    def second(which, name):
+        first_inside.wait()
+        with convert._converting(which):
+            order.append(name)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second, args=(parts, "same model")),
+               threading.Thread(target=second, args=(other, "other model"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert order.index("other model") < order.index("first done") < order.index("same model")

@@ -166,6 +166,15 @@ def evaluate(artifact: str | Path, *, data: str | Path | None = None, imgsz: int
                       skipped_images=len(images.skipped), latency_ms=latency)
 
 
+def compare_device(report: str | Path, device: str | Path, *, outputs: bool = True):
+    """A deploy kit's device validation (`infer.py --validate`'s device-validation.json) against `report`
+    (report.json): refused unless both are of the same artifact and evaluation set by hash; `outputs` also runs the
+    artifact here on the inputs the device saved, for per-output agreement. Returns a DeviceComparison."""
+    from edgeq.deploy.compare import compare_device as compare
+
+    return compare(Path(report), Path(device), outputs=outputs)
+
+
 def _check_evaluation_arguments(val_images: int, latency_runs: int, imgsz: int | None,
                                 head_json: str | Path | None) -> None:
     """Numbers that would run and report nonsense (mAP 0.00 on no images) are refused before any work."""

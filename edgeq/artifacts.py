@@ -33,17 +33,8 @@ def open_any(path: Path, layout: HeadLayout | None, imgsz: int | None, head_json
         detector = load_detector(path, imgsz, trust_model)
         return (TorchRunner(detector.module), detector.head,
                 HeadLayout.SELECTED if detector.head.end2end else HeadLayout.PIXEL)
-    if suffix == ".onnx":
-        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
-
-        runner: Runner = OnnxRuntimeRunner(path)
-    else:
-        runner = next((r for b in families()
-                       if (r := b.runner_for(path)) is not None), None)
-        if runner is None:
-            raise EdgeqError(f"no installed backend runs '{path.name}'",
-                             "install the backend's extra (see `edgeq targets`) or pass a .onnx/.pt file")
-    with _loaded(runner, path):
+    runner = runner_for_file(path)
+    with loaded(runner, path):
         static = runner.input_shape[-1] if runner.input_shape and isinstance(runner.input_shape[-1], int) else None
     if imgsz is not None and static is not None and imgsz != static:
         raise EdgeqError(f"'{path.name}' takes {static}x{static} input, not --imgsz {imgsz}",
@@ -56,7 +47,7 @@ def open_any(path: Path, layout: HeadLayout | None, imgsz: int | None, head_json
     else:  # decoded output: nc from the output width; strides do not matter for decoded boxes
         import numpy as np
 
-        with _loaded(runner, path):
+        with loaded(runner, path):
             out = runner.infer(np.zeros((*(runner.input_shape or (1,))[:1], 3, imgsz, imgsz), np.float32))
         if OUTPUT_NAME not in out and len(out) != 1:
             raise EdgeqError(f"'{path.name}' has outputs {list(out)}, not one decoded output",
@@ -109,8 +100,21 @@ class _OneOutput(Runner):
         self.inner.close()
 
 
+def runner_for_file(path: Path) -> Runner:
+    """A runner for an ONNX file or any file an installed backend runs (not loaded yet)."""
+    if path.suffix.lower() == ".onnx":
+        from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(path)
+    runner = next((r for b in families() if (r := b.runner_for(path)) is not None), None)
+    if runner is None:
+        raise EdgeqError(f"no installed backend runs '{path.name}'",
+                         "install the backend's extra (see `edgeq targets`) or pass a .onnx/.pt file")
+    return runner
+
+
 @contextlib.contextmanager
-def _loaded(runner: Runner, path: Path) -> Iterator[None]:
+def loaded(runner: Runner, path: Path) -> Iterator[None]:
     """The runner loaded for the block; its runtime refusing the file is one line naming it (the runtimes raise
     their own types: onnxruntime's Fail / InvalidProtobuf, OpenVINO's RuntimeError, ...)."""
     try:

@@ -99,6 +99,19 @@ step, like pip: nothing is installed while exporting, and nothing into your own 
 """
 
 
+COMPARE_EPILOG = """\
+examples:
+  python3 infer.py --validate data.yaml                  on the device, in the deploy kit's folder
+  edgeq compare out/report.json device-validation.json   here, with the .npz beside the device's JSON
+
+Both records name the artifact and the evaluation set by content hash; a device record of another model or
+another dataset is refused, naming which. The device's mAP50-95 and drop are printed beside edgeq's figure for that
+artifact (measured, simulated or emulated) and the 95% interval of its drop; where the device kept the first
+images' inputs and raw outputs, the artifact runs here on those inputs and each output's largest difference and
+share of equal values are printed.
+"""
+
+
 def _add_training_budget(parser: argparse.ArgumentParser) -> None:
     """What `adapt` and `qat` share: how long, on what, with how much data per step."""
     parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: see the epilog)")
@@ -240,6 +253,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bad-images", choices=["refuse", "skip"], default="refuse", help=BAD_IMAGES_HELP)
     evaluate.add_argument("--no-progress", action="store_true")
 
+    compare = sub.add_parser("compare", help="a deploy kit's figure on the device (infer.py --validate) against "
+                             "the report's for the same artifact", epilog=COMPARE_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("report", type=Path, help="the export's report.json (the one holding the artifact)")
+    compare.add_argument("device", type=Path, help="device-validation.json from the kit's `infer.py --validate`")
+    compare.add_argument("--no-outputs", action="store_true",
+                         help="skip running the artifact here on the device's saved inputs (per-output agreement)")
+
     sub.add_parser("targets", help="list targets, their backend families and missing extras")
     recipes = sub.add_parser("recipes", help="list shipped recipes, or show one resolved")
     recipes.add_argument("name", nargs="?", help="show this recipe with extends: resolved")
@@ -281,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "plugin_run"):
             return args.plugin_run(args)
         return {"export": _export, "analyze": _analyze, "adapt": _adapt, "qat": _qat, "eval": _eval,
-                "targets": _targets, "recipes": _recipes, "toolchains": _toolchains}[args.command](args)
+                "compare": _compare, "targets": _targets, "recipes": _recipes,
+                "toolchains": _toolchains}[args.command](args)
     except KeyboardInterrupt:
         print("edgeq: interrupted; nothing was written", file=sys.stderr)
         return 130
@@ -478,6 +500,14 @@ def _eval(args) -> int:
           f"{scored.map50:.2f} | {latency} |")
     if scored.skipped_images:
         print(f"\n{scored.skipped_images} image(s) skipped (--bad-images skip): cannot be decoded or truncated")
+    return 0
+
+
+def _compare(args) -> int:
+    from edgeq.api import compare_device
+    from edgeq.deploy.compare import markdown
+
+    print(markdown(compare_device(args.report, args.device, outputs=not args.no_outputs)), end="")
     return 0
 
 

@@ -13,13 +13,23 @@ as text (edgeq's HeadLayout is a str enum with the same values):
 - detached: the per-scale head convolutions `box_i` (1, 4 * reg_max, H, W) and `cls_i` (1, nc, H, W), decoded
   here in FP32 (DFL expectation, anchor arithmetic, sigmoid);
 - selected: detections already chosen inside the model, (1, max_det, 6) x1 y1 x2 y2 score class.
+
+The same holds for the score: `infer.py --validate data.yaml` runs the evaluator's protocol on the device (the val
+split's images and labels read as edgeq reads them, this letterbox and decoder, COCO mAP50-95 through the
+accumulator below, which edgeq's evaluator is built on) and writes `device-validation.json` with the artifact's and
+the evaluation set's hashes, so `edgeq compare` can set the device's figure against edgeq's for the same file on
+the same images. The metric package is faster-coco-eval, else pycocotools (the same algorithm).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -225,26 +235,349 @@ def format_detections(dets: np.ndarray, names) -> list[str]:
             for x1, y1, x2, y2, s, c in dets.tolist()]
 
 
+# --- scoring: the COCO protocol of edgeq's evaluator ----------------------------------------------------------
+
+
+@dataclass
+class CocoAccumulator:
+    """Collects ground truth and detections per image, then scores them in one pass: edgeq's evaluator
+    (`edgeq.evaluation.metrics`, which adds the per-image matches) and `infer.py --validate` on the device."""
+
+    nc: int
+    images: list[dict] = field(default_factory=list)
+    annotations: list[dict] = field(default_factory=list)
+    detections: list[list[float]] = field(default_factory=list)
+    size_ap: dict[str, float | None] = field(default_factory=dict)  # COCO's small/medium/large AP, set by score()
+
+    def add(self, shape: tuple[int, int], labels: np.ndarray, detections: np.ndarray) -> None:
+        """labels: (n, 5) class cx cy w h normalised; detections: (m, 6) x1 y1 x2 y2 score class in pixels."""
+        image_id = len(self.images) + 1
+        h, w = shape
+        self.images.append({"id": image_id, "width": w, "height": h})
+        for cls, cx, cy, bw, bh in labels.tolist():
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            self.annotations.append({"id": len(self.annotations) + 1, "image_id": image_id,
+                                     "category_id": int(cls), "bbox": box, "area": box[2] * box[3],
+                                     "iscrowd": 0})
+        for x1, y1, x2, y2, score, cls in detections.tolist():
+            self.detections.append([image_id, x1, y1, x2 - x1, y2 - y1, score, int(cls)])
+
+    def score(self) -> tuple[float, float]:
+        """(mAP50-95, mAP50) in percent."""
+        if not self.detections or not self.annotations:
+            return 0.0, 0.0
+        stats = coco_stats({"images": self.images, "annotations": self.annotations,
+                            "categories": [{"id": i, "name": str(i)} for i in range(self.nc)]}, self.detections)
+        self.size_ap = {size: None if stats[i] < 0 else round(stats[i] * 100.0, 2)
+                        for i, size in ((3, "small"), (4, "medium"), (5, "large"))}
+        return stats[0] * 100.0, stats[1] * 100.0
+
+
+def loaded_versions(before: set[str]) -> dict[str, str]:
+    """The versions of the top-level modules imported since `before` (a snapshot of sys.modules' top-level names):
+    the runtime a kit's `open_model` loaded, named by its distribution where Python's metadata says which."""
+    import sys
+    from importlib import metadata
+
+    owners = metadata.packages_distributions() if hasattr(metadata, "packages_distributions") else {}
+    found = {}
+    for name in sorted({m.split(".")[0] for m in list(sys.modules)} - before):
+        if name.startswith("_") or name in getattr(sys, "stdlib_module_names", sys.builtin_module_names):
+            continue
+        for dist in owners.get(name, ()):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                found[dist] = metadata.version(dist)
+        if not owners.get(name) and isinstance(getattr(sys.modules.get(name), "__version__", None), str):
+            found[name] = sys.modules[name].__version__
+    return found
+
+
+def metric_package() -> str:
+    """The COCO implementation this machine scores with, and its version."""
+    from importlib.metadata import version
+
+    for name, module in (("faster-coco-eval", "faster_coco_eval"), ("pycocotools", "pycocotools")):
+        with contextlib.suppress(ImportError):
+            __import__(module)
+            return f"{name} {version(name)}"
+    raise ImportError("no COCO metric package: pip install faster-coco-eval (or pycocotools)")
+
+
+def coco_stats(ground_truth: dict, detections: list[list[float]]) -> list[float]:
+    """COCO's twelve bbox summary figures (fractions; -1 where a size has no object): faster-coco-eval, the
+    pycocotools algorithm with a C++ core, where installed, else pycocotools itself."""
+    rows = np.asarray(detections, dtype=np.float64)
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError:
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+
+            def COCOeval_faster(gt, dt, kind, **_):  # noqa: N802  (the same call as faster-coco-eval's)
+                return COCOeval(gt, dt, kind)
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+        ev = COCOeval_faster(gt, gt.loadRes(rows), "bbox", print_function=lambda *a, **k: None)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(v) for v in ev.stats]
+
+
+# --- the evaluation set on the device, read as edgeq reads it --------------------------------------------------
+
+IMAGE_SUFFIXES = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
+RAW_OUTPUT_IMAGES = 4  # images whose input and raw outputs `--validate` keeps, for per-output agreement
+
+
+class ValidationError(Exception):
+    """What `--validate` cannot work with; infer.py prints it as one line and exits 2."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the file's bytes, hex; the empty string for a file that does not exist (an unlabelled image)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return ""
+    return digest.hexdigest()
+
+
+def artifact_sha256(files: Sequence[Path]) -> str:
+    """An artifact's identity: one file's SHA-256 (what `sha256sum` prints), or for a model of several files (an
+    OpenVINO .xml and .bin) the SHA-256 of their names and hashes, one per line in name order."""
+    if len(files) == 1:
+        return file_sha256(files[0])
+    lines = sorted(f"{Path(f).name} {file_sha256(f)}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def evaluation_set_hash(image_hashes: Sequence[str], label_hashes: Sequence[str]) -> str:
+    """One SHA-256 over the evaluation images and their label files by content, independent of their order and
+    names (edgeq's report.json records it as data.evaluation_set.sha256)."""
+    lines = sorted(f"{i} {t}" for i, t in zip(image_hashes, label_hashes))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def label_file(image: Path) -> Path:
+    """Ultralytics' img2label_paths: the last `images` folder of the path becomes `labels`, the suffix `.txt`."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return Path(sb.join(os.fspath(image).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt")
+
+
+def read_label_file(image: Path) -> np.ndarray:
+    """(n, 5) class cx cy w h normalised, as edgeq reads a label file it accepted: a polygon line becomes its
+    bounding box (Ultralytics' segments2boxes, in float32), duplicate rows are dropped, no file is a background
+    image. edgeq refused anything else at export, and the evaluation set's hash holds the files to the same bytes."""
+    path = label_file(image)
+    rows = []
+    for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
+        values = [float(v) for v in line.split()]
+        if len(values) == 5:
+            rows.append(values)
+        elif values:
+            xy = np.asarray(values[1:], np.float32).reshape(-1, 2)
+            (x1, y1), (x2, y2) = xy.min(0), xy.max(0)
+            rows.append([values[0], *(float(v) for v in ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))])
+    if not rows:
+        return np.zeros((0, 5), np.float32)
+    labels = np.asarray(rows, np.float32)
+    _, first = np.unique(labels, axis=0, return_index=True)
+    return labels[np.sort(first)]
+
+
+def split_images(data_yaml: Path, split: str = "val") -> list[Path]:
+    """A data.yaml split's images as Ultralytics lists them, sorted: `path` absent (the yaml's folder), absolute or
+    relative (to the working directory where that exists, else to the yaml's folder: a device has no Ultralytics
+    datasets folder); the split a folder (recursively), a `.txt` list (`./` is the list's folder) or a list of them;
+    Roboflow's `../train/images` also tried without its `../`."""
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        raise ValidationError(f"'{data_yaml}' is not a file; pass the data.yaml of the dataset the export used")
+    keys = _yaml_keys(data_yaml.read_text(encoding="utf-8"))
+    root = Path(keys["path"]) if keys.get("path") else data_yaml.parent
+    if not root.is_absolute() and not root.exists():
+        root = data_yaml.parent / root
+    entries = keys.get(split)
+    if not entries:
+        raise ValidationError(f"'{data_yaml}' has no '{split}:' split")
+    images = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        location = (root / entry).resolve()
+        if not location.exists() and entry.startswith("../"):
+            location = (root / entry[3:]).resolve()
+        if location.is_dir():
+            candidates = [p for p in location.rglob("*.*") if p.is_file()]
+        elif location.is_file():
+            lines = location.read_text(encoding="utf-8").strip().splitlines()
+            candidates = [location.parent / line[2:] if line.startswith("./") else Path(line)
+                          for line in lines if line.strip()]
+        else:
+            raise ValidationError(f"split '{split}' of '{data_yaml}' points at '{location}', which does not exist")
+        images += [p.resolve() for p in candidates if p.suffix[1:].lower() in IMAGE_SUFFIXES]
+    return sorted(set(images))
+
+
+def _yaml_keys(text: str) -> dict:
+    """The top-level keys of a data.yaml as strings or lists of strings (scalars, [flow] and block lists): all that
+    `split_images` reads (`path`, the splits), without PyYAML, which a device may not have."""
+    keys: dict = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw if not raw.lstrip().startswith("#") else ""
+        line = line.split(" #", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace() and ":" in line:
+            current, _, value = (part.strip() for part in line.partition(":"))
+            if value.startswith("[") and value.endswith("]"):
+                keys[current] = [_unquote(v) for v in value[1:-1].split(",") if v.strip()]
+            else:
+                keys[current] = _unquote(value) if value else []
+        elif current is not None and line.strip().startswith("- ") and isinstance(keys[current], list):
+            keys[current].append(_unquote(line.strip()[2:]))
+    return keys
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else value
+
+
+def decode_image(path: Path) -> np.ndarray | None:
+    """BGR uint8 as edgeq decodes it (the file's bytes through cv2.imdecode); None when OpenCV cannot."""
+    import cv2
+
+    data = np.frombuffer(Path(path).read_bytes(), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if image is None or image.size == 0 else image
+
+
+# --- validation on the device ----------------------------------------------------------------------------------
+
+
+def validate(infer, kit: Path, entry: dict, model: Path, data_yaml: Path, out: Path,
+             runtime: dict[str, str]) -> dict:
+    """Score the artifact on the device over the evaluation set with edgeq's protocol; write `out`
+    (device-validation.json) and, beside it, the first images' inputs and raw outputs (.npz). Returns the record;
+    `runtime` (distribution -> version) names what ran the model.
+
+    The images are the kit's evaluation set (deploy.json lists each by content hash in edgeq's order), found by
+    content among the data.yaml split's images; a kit without the list scores the whole split in path order."""
+    import time
+
+    deploy = json.loads((kit / "deploy.json").read_text())
+    head = load_head(kit / "head.json")
+    settings = deploy.get("evaluation", {})
+    conf, iou, max_det = settings.get("conf", 0.001), settings.get("iou", 0.7), settings.get("max_det", 300)
+    split = settings.get("split", "val")
+    found = split_images(data_yaml, split)
+    hashes = {path: file_sha256(path) for path in found}
+    listed = settings.get("images")
+    if listed:
+        by_hash: dict[str, Path] = {}
+        for path in found:
+            by_hash.setdefault(hashes[path], path)
+        images = [by_hash[h] for h in listed if h in by_hash]
+        if not images:
+            raise ValidationError(f"none of the {len(listed)} evaluation images the export scored is in split "
+                                  f"'{split}' of '{data_yaml}' ({len(found)} images); pass the data.yaml the export "
+                                  "used, with its images copied to the device")
+    else:
+        images = found
+    subset = entry.get("evaluation_images")  # edgeq scored this artifact on the first N (--fast)
+    coco, first = CocoAccumulator(nc=head.nc), CocoAccumulator(nc=head.nc)
+    raw: dict[str, np.ndarray] = {}
+    scored, skipped, started = [], 0, time.perf_counter()
+    for path in images:
+        image = decode_image(path)
+        if image is None:
+            skipped += 1
+            continue
+        batch, box = letterbox(image, head.imgsz)
+        outputs = infer(batch)
+        dets = select_detections(outputs, entry["layout"], head, conf, iou, max_det)
+        dets[:, :4] = box.to_original(dets[:, :4])
+        labels = read_label_file(path)
+        coco.add(box.shape, labels, dets)
+        if subset and len(scored) < subset:
+            first.add(box.shape, labels, dets)
+        if len(scored) < RAW_OUTPUT_IMAGES:
+            i = len(scored)
+            raw[f"input/{i}"] = np.round(batch * 255.0).astype(np.uint8)
+            raw.update({f"output/{i}/{name}": np.asarray(value, np.float32) for name, value in outputs.items()})
+        scored.append(path)
+    map50_95, map50 = coco.score()
+    files = [kit / f for f in entry.get("files", [entry["file"]])]
+    record = {
+        "edgeq_device_validation": 1,
+        "target": deploy.get("target"),
+        "artifact": {"name": entry["name"], "file": entry["file"], "layout": entry["layout"],
+                     "precision": entry.get("precision"),
+                     "sha256": artifact_sha256(files) if all(f.is_file() for f in files) else None,
+                     "ran": os.fspath(model), "ran_sha256": file_sha256(model)},
+        "dataset": {"data": os.fspath(data_yaml), "split": split, "images": len(scored),
+                    "sha256": evaluation_set_hash([hashes[p] for p in scored],
+                                                  [file_sha256(label_file(p)) for p in scored]),
+                    "listed": len(listed) if listed else None,
+                    "missing": len(listed) - len(images) if listed else None, "undecodable": skipped},
+        "protocol": {"conf": conf, "iou": iou, "max_det": max_det, "imgsz": head.imgsz,
+                     "metric": metric_package()},
+        "runtime": runtime,
+        "map50_95": round(map50_95, 4), "map50": round(map50, 4), "size_ap": coco.size_ap,
+        "first_images": None,
+        "raw_outputs": None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if subset and subset < len(scored):
+        sub_map, sub_map50 = first.score()
+        record["first_images"] = {"images": subset, "map50_95": round(sub_map, 4), "map50": round(sub_map50, 4)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if raw:
+        npz = out.with_suffix(".npz")
+        np.savez_compressed(npz, **raw)
+        record["raw_outputs"] = {"file": npz.name, "images": [p.name for p in scored[:RAW_OUTPUT_IMAGES]]}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 # --- the deploy kit's command line ------------------------------------------------------------------------------
 
 
 def run_on_image(open_model, description: str, add_arguments=None, argv=None) -> int:
     """`python3 infer.py IMAGE [--model FILE]` in a deploy kit: letterbox the image, run the artifact with
     `open_model(path, args, head)` (the family's runtime; returns images -> {output name: array}), decode as edgeq's
-    evaluator does, print one line per detection. Bad input is one line on stderr and exit code 2."""
+    evaluator does, print one line per detection. `--validate data.yaml` scores the artifact over the evaluation
+    set instead (`validate`). Bad input is one line on stderr and exit code 2."""
     import argparse
     import sys
 
     kit = Path(__file__).resolve().parent
     parser = argparse.ArgumentParser(description=description.strip().splitlines()[0])
-    parser.add_argument("image", type=Path, help="an image file (any format OpenCV reads)")
+    parser.add_argument("image", type=Path, nargs="?", help="an image file (any format OpenCV reads)")
     parser.add_argument("--model", type=Path, help="an artifact listed in deploy.json (default: the deployable INT8)")
     parser.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    parser.add_argument("--validate", type=Path, metavar="DATA_YAML",
+                        help="instead of one image: score the model on the dataset's val split with edgeq's protocol "
+                             "(the images the export scored, found by content) and write device-validation.json "
+                             "for `edgeq compare`")
+    parser.add_argument("--out", type=Path, default=Path("device-validation.json"),
+                        help="with --validate: where to write the record (default ./device-validation.json; the "
+                             "first images' raw outputs go beside it as .npz)")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
     import cv2
+
+    def refuse(problem: str) -> int:
+        print(f"infer.py: error: {problem}", file=sys.stderr)
+        return 2
 
     deploy = json.loads((kit / "deploy.json").read_text())
     head = load_head(kit / "head.json")
@@ -253,19 +586,26 @@ def run_on_image(open_model, description: str, add_arguments=None, argv=None) ->
     files = {f: a for a in deploy["artifacts"] for f in (a["file"], *a.get("device_files", []))}
     entry = next((a for f, a in files.items() if (kit / f).resolve() == model.resolve()), None)
     if entry is None:
-        print(f"infer.py: error: '{model}' is not an artifact of this kit; choose one of: {', '.join(files)}",
-              file=sys.stderr)
-        return 2
+        return refuse(f"'{model}' is not an artifact of this kit; choose one of: {', '.join(files)}")
     if not model.exists():
-        print(f"infer.py: error: '{model}' does not exist; build it first (DEPLOY.md says how)", file=sys.stderr)
-        return 2
+        return refuse(f"'{model}' does not exist; build it first (DEPLOY.md says how)")
+    if args.validate is not None:
+        before = {m.split(".")[0] for m in list(sys.modules)}
+        infer = open_model(model, args, head)
+        try:
+            record = validate(infer, kit, entry, model, args.validate, args.out, loaded_versions(before))
+        except (ValidationError, ImportError) as exc:
+            return refuse(str(exc))
+        print(f"{entry['name']}: mAP50-95 {record['map50_95']:.2f}, mAP50 {record['map50']:.2f} on "
+              f"{record['dataset']['images']} images ({record['protocol']['metric']}); wrote {args.out}")
+        return 0
+    if args.image is None:
+        return refuse("give an image, or --validate data.yaml to score the model on the dataset")
     if not args.image.is_file():
-        print(f"infer.py: error: image '{args.image}' does not exist", file=sys.stderr)
-        return 2
+        return refuse(f"image '{args.image}' does not exist")
     image = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if image is None:
-        print(f"infer.py: error: cannot read image '{args.image}'", file=sys.stderr)
-        return 2
+        return refuse(f"cannot read image '{args.image}'")
     batch, box = letterbox(image, head.imgsz)
     infer = open_model(model, args, head)
     dets = detect(infer(batch), entry["layout"], head, box, args.conf, args.iou)

@@ -449,7 +449,8 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     if steps is not None:
         from edgeq.deploy.kit import write_kit
 
-        write_kit(staging / recipe.target, job, artifacts, entries, steps, detector.source.name)
+        write_kit(staging / recipe.target, job, artifacts, entries, steps, detector.source.name,
+                  _kit_evaluation(recipe, settings, intake.image_sets))
     report = Report(
         edgeq_version=_version("edgeq"), recipe=recipe.model_dump(), tools=_tool_versions(backend),
         model={"source": str(detector.source), "imgsz": head.imgsz, "batch": recipe.batch, "nc": head.nc,
@@ -471,6 +472,15 @@ def export_target(recipe: Recipe, backend: Backend, intake, shared: SharedResult
     report_folder.mkdir(parents=True, exist_ok=True)
     report.write(report_folder)
     return report
+
+
+def _kit_evaluation(recipe: Recipe, settings: EvalSettings, sets) -> dict | None:
+    """What the deploy kit's `infer.py --validate` needs to score as the report did: the split, the protocol's
+    thresholds, the evaluation images by content hash in the evaluator's order and the set's hash."""
+    if sets is None:
+        return None
+    return {"split": recipe.evaluation.split, "conf": settings.conf, "iou": settings.iou, "max_det": settings.max_det,
+            "sha256": sets.evaluation_sha256, "images": list(sets.evaluation_hashes)}
 
 
 def _default_path(baseline: str | None, recipe: Recipe, backend: Backend, intake, shared: SharedResults,

@@ -9,25 +9,18 @@ deployment will see. That overlap is refused unless asked for (`calibration.allo
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeq import hostside
 from edgeq.data.labels import label_path
 from edgeq.errors import EdgeqError
 
 
 def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes, hex; the empty string for a file that does not exist (an unlabelled image)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except FileNotFoundError:
-        return ""
-    return digest.hexdigest()
+    return hostside.file_sha256(path)
 
 
 @dataclass(frozen=True)
@@ -48,10 +41,10 @@ class ImageSets:
 
 def evaluation_set_hash(images: Sequence[Path], image_hashes: Sequence[str] | None = None) -> str:
     """One SHA-256 over the evaluation images and their label files by content, independent of their order and
-    names: the same images with the same labels, wherever they lie, give the same hash."""
+    names: the same images with the same labels, wherever they lie, give the same hash. The formula is the deploy
+    kit's (`edgeq.hostside`), so `infer.py --validate` on the device states the same hash for the same set."""
     image_hashes = image_hashes if image_hashes is not None else [content_hash(p) for p in images]
-    lines = sorted(f"{h} {content_hash(label_path(p))}" for p, h in zip(images, image_hashes))
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return hostside.evaluation_set_hash(image_hashes, [content_hash(label_path(p)) for p in images])
 
 
 def image_sets(calibration: Sequence[Path], evaluation: Sequence[Path], root: Path) -> ImageSets:

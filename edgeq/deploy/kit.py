@@ -37,9 +37,11 @@ def kit_artifacts(folder: Path, artifacts: list[Artifact]) -> list[Artifact]:
 
 
 def write_kit(folder: Path, job: Job, artifacts: list[Artifact], entries: list[ArtifactEntry],
-              steps: DeploySteps, model_name: str) -> Path | None:
+              steps: DeploySteps, model_name: str, evaluation: dict | None = None) -> Path | None:
     """Write the kit into `folder` (the target's folder in the staging output); returns DEPLOY.md (None: no
-    artifact of the target lives there)."""
+    artifact of the target lives there). `evaluation` (the split, the protocol's thresholds, the evaluation
+    images' content hashes in the evaluator's order and the set's hash) goes into deploy.json, so that
+    `infer.py --validate` scores the same images with the same settings on the device."""
     shipped = kit_artifacts(folder, artifacts)
     if not shipped:
         return None
@@ -50,15 +52,33 @@ def write_kit(folder: Path, job: Job, artifacts: list[Artifact], entries: list[A
     script.chmod(0o755)
     job.head.to_json(folder / "head.json")
     default = _default_artifact(shipped)
+    by_name = {e.name: e for e in entries}
     rows = [{"name": a.name, "file": str(a.path.relative_to(folder)), "layout": a.layout.value,
              "precision": a.precision.label(), "role": a.role.value, "status": a.status,
-             "device_files": list(steps.device_files.get(str(a.path.relative_to(folder)), ()))} for a in shipped]
+             "device_files": list(steps.device_files.get(str(a.path.relative_to(folder)), ())),
+             **_identity(folder, a), **_scored_on(by_name.get(a.name))} for a in shipped]
     (folder / "deploy.json").write_text(json.dumps(
         {"target": job.target, "imgsz": job.head.imgsz, "default": str(default.path.relative_to(folder)),
-         "artifacts": rows}, indent=2) + "\n")
+         "artifacts": rows, **({"evaluation": evaluation} if evaluation else {})}, indent=2) + "\n")
     path = folder / "DEPLOY.md"
     path.write_text(_markdown(folder, job, shipped, default, {e.name: e for e in entries}, steps, model_name))
     return path
+
+
+def _identity(folder: Path, artifact: Artifact) -> dict:
+    """The files the model is made of and their hash (`hostside.artifact_sha256`): what a device validation
+    names, so `edgeq compare` can tell the file the device ran is the one the report scored. Nothing for a file
+    not built here."""
+    files = [f for f in artifact.model_files if f.is_relative_to(folder)]
+    if not files or not all(f.is_file() for f in files):
+        return {}
+    return {"files": [str(f.relative_to(folder)) for f in files], "sha256": hostside.artifact_sha256(files)}
+
+
+def _scored_on(entry: ArtifactEntry | None) -> dict:
+    """A subset the report scored the artifact on (--fast: the first N evaluation images), for --validate."""
+    images = entry.extra.get("evaluation_images") if entry is not None else None
+    return {"evaluation_images": images} if images else {}
 
 
 def _default_artifact(shipped: list[Artifact]) -> Artifact:
@@ -102,6 +122,10 @@ def _markdown(folder: Path, job: Job, shipped: list[Artifact], default: Artifact
     lines += ["Run on one image (prints one line per detection: class, score, x1 y1 x2 y2 in the image's pixels):",
               "", "```sh", steps.run_example, "```", "",
               "`--model FILE` runs another file of the table, `--conf` sets the score threshold (default 0.25).", "",
+              "Validate on the device (with faster-coco-eval or pycocotools installed there): "
+              "`python3 infer.py --validate data.yaml` scores the file on the export's evaluation images (found by "
+              "content in the val split) with edgeq's protocol and writes device-validation.json and .npz; "
+              "`edgeq compare report.json device-validation.json` sets it against the table's figure.", "",
               "## Input", "",
               f"BGR image as OpenCV reads it -> scaled to fit {size}x{size} keeping its aspect ratio (bilinear), "
               f"padded centred with grey {hostside.PAD_VALUE}, converted to RGB, divided by 255: float32 NCHW "

@@ -113,6 +113,29 @@ def test_deploy_kit_rejects_a_file_that_is_not_its_own(demo_export, tmp_path):
     assert run.returncode == 2 and "is not an artifact of this kit" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_validate_on_the_device_reproduces_the_reports_figure(demo_export, tmp_path, cli):
+    """The kit's `infer.py --validate`, run as on a device, scores the shipped IR over the report's 200 images with
+    edgeq's protocol and the same figure; `edgeq compare` holds it to the report (same file, same images by hash)
+    and runs the IR here on the inputs the device kept."""
+    import subprocess
+    import sys
+
+    out, report = demo_export
+    record = tmp_path / "device-validation.json"
+    run = subprocess.run([sys.executable, str(out / "openvino" / "infer.py"), "--validate", report["data"]["source"],
+                          "--out", str(record)], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    device = json.loads(record.read_text())
+    entry = next(a for a in report["artifacts"] if a["name"] == "openvino-int8")
+    assert device["artifact"]["name"] == "openvino-int8" and device["dataset"]["images"] == 200
+    assert abs(device["map50_95"] - entry["map50_95"]) <= 0.05
+    code, printed, err = cli("compare", out / "report.json", record)
+    assert code == 0, err
+    assert f"| edgeq (measured, {entry['runtime']}) | {entry['map50_95']:.2f} |" in printed
+    row = next(line.split("|") for line in printed.splitlines() if line.startswith("| output0 |"))
+    assert row[2].strip() == "1x10x2100" and float(row[3]) < 1e-3, printed  # one IR, one runtime, f32 on both
+
+
 def _first_val_image(report):
     from edgeq.data import load_dataset
 

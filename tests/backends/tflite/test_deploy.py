@@ -47,6 +47,30 @@ def test_tflite_kit_prints_what_the_evaluator_sees(kits):
         assert max(abs(a - b) for a, b in zip(got[2:], want[2:])) < 0.5
 
 
+def test_validate_on_the_device_reproduces_the_reports_figure(kits, tmp_path, cli):
+    """The tflite kit's `infer.py --validate` with LiteRT, as on a device: the report's figure for the shipped file
+    on the same images (by hash), and `edgeq compare` with the per-output agreement of the four images it kept."""
+    report = json.loads((kits / "tflite" / "report.json").read_text())
+    record = tmp_path / "device-validation.json"
+    run = subprocess.run([sys.executable, str(kits / "tflite" / "infer.py"), "--validate", report["data"]["source"],
+                          "--out", str(record)], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    device = json.loads(record.read_text())
+    entry = next(a for a in report["artifacts"] if a["name"] == device["artifact"]["name"])
+    assert entry["role"] == "deployable" and device["dataset"]["images"] == 16
+    assert device["dataset"]["sha256"] == report["data"]["evaluation_set"]["sha256"]
+    assert abs(device["map50_95"] - entry["map50_95"]) <= 0.05
+    code, printed, err = cli("compare", kits / "tflite" / "report.json", record)
+    assert code == 0, err
+    assert f"| edgeq (measured, {entry['runtime']}) | {entry['map50_95']:.2f} |" in printed
+    assert "(4 images: val_000000.jpg, val_000001.jpg, val_000002.jpg, val_000003.jpg)" in printed
+    rows = {r[1].strip(): r for r in (line.split("|") for line in printed.splitlines()) if len(r) == 6 and
+            r[1].strip()[:4] in ("box_", "cls_")}
+    assert sorted(rows) == ["box_0", "box_1", "box_2", "cls_0", "cls_1", "cls_2"], printed
+    # the same file through the same LiteRT kernels here: integer arithmetic, every value equal
+    assert all(r[3].strip() == "0" and r[4].strip() == "100.0%" for r in rows.values()), printed
+
+
 def test_edgetpu_kit_names_the_compiler_and_the_delegate(kits):
     kit = kits / "edgetpu"
     text = (kit / "DEPLOY.md").read_text()

@@ -1,6 +1,7 @@
 """The deploy kit with a small real target (ONNX Runtime): what the kit holds, and its infer.py, run as a user
 would, printing what edgeq's evaluator decodes on the same image."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -31,9 +32,15 @@ def test_kit_holds_the_host_side_and_says_how_to_deploy(kit):
 
     assert (kit / "hostside.py").read_text() == Path(hostside.__file__).read_text()  # the evaluator's own decoder
     deploy = json.loads((kit / "deploy.json").read_text())
+    evaluation = deploy.pop("evaluation")
     assert deploy == {"target": "ort-int8", "imgsz": 320, "default": "model-int8.onnx", "artifacts": [
         {"name": "ort-int8", "file": "model-int8.onnx", "layout": "pixel", "precision": "int8",
-         "role": "deployable", "status": "emulated", "device_files": []}]}
+         "role": "deployable", "status": "emulated", "device_files": [], "files": ["model-int8.onnx"],
+         "sha256": hashlib.sha256((kit / "model-int8.onnx").read_bytes()).hexdigest()}]}
+    # what infer.py --validate scores: the report's evaluation set, image by image, with the evaluator's thresholds
+    report = json.loads((kit.parent / "report.json").read_text())
+    assert evaluation["sha256"] == report["data"]["evaluation_set"]["sha256"] and len(evaluation["images"]) == 8
+    assert (evaluation["conf"], evaluation["iou"], evaluation["max_det"], evaluation["split"]) == (0.001, 0.7, 300, "val")
     text = (kit / "DEPLOY.md").read_text()
     for section in ("## Artifacts", "## What to copy to the device", "## On the device", "## Input",
                     "## Outputs and decoding"):

@@ -471,6 +471,7 @@ def validate(infer, kit: Path, entry: dict, model: Path, data_yaml: Path, out: P
     content among the data.yaml split's images; a kit without the list scores the whole split in path order."""
     import time
 
+    metric = metric_package()  # before any image: a device without one learns it at once
     deploy = json.loads((kit / "deploy.json").read_text())
     head = load_head(kit / "head.json")
     settings = deploy.get("evaluation", {})
@@ -527,7 +528,7 @@ def validate(infer, kit: Path, entry: dict, model: Path, data_yaml: Path, out: P
                     "listed": len(listed) if listed else None,
                     "missing": len(listed) - len(images) if listed else None, "undecodable": skipped},
         "protocol": {"conf": conf, "iou": iou, "max_det": max_det, "imgsz": head.imgsz,
-                     "metric": metric_package()},
+                     "metric": metric},
         "runtime": runtime,
         "map50_95": round(map50_95, 4), "map50": round(map50, 4), "size_ap": coco.size_ap,
         "first_images": None,

@@ -88,3 +88,32 @@ def test_a_device_record_of_another_model_is_refused(export, small_data, tmp_pat
 def test_not_a_device_record_is_one_line(export, cli):
     code, _, err = cli("compare", export / "report.json", export / "report.json")
     assert code == 2 and "is not a device validation" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_artifact_scored_on_the_first_images_is_compared_on_them(export, small_data, tmp_path, cli):
+    """--fast scores a slow emulation on the first N evaluation images: the kit says N, the device scores those N
+    apart (in the evaluator's order, from deploy.json) and compare sets that figure against the report's."""
+    from edgeq.data import load_dataset, subsample
+    from edgeq.evaluation.evaluator import EvalSet, evaluate
+    from edgeq.head import HeadLayout, HeadSpec
+    from edgeq.runners.onnxruntime import OnnxRuntimeRunner
+
+    out = shutil.copytree(export, tmp_path / "out")
+    deploy = json.loads((out / "ort-int8" / "deploy.json").read_text())
+    deploy["artifacts"][0]["evaluation_images"] = 3
+    (out / "ort-int8" / "deploy.json").write_text(json.dumps(deploy))
+    head = HeadSpec.from_json(out / "ort-int8" / "head.json")
+    first = EvalSet(subsample(load_dataset(small_data).images("val"), 8)[:3], head.nc)
+    with OnnxRuntimeRunner(out / "ort-int8" / "model-int8.onnx") as runner:
+        expected = evaluate(runner, HeadLayout.PIXEL, head, first, progress=False).map50_95
+    report = json.loads((out / "report.json").read_text())
+    entry = next(a for a in report["artifacts"] if a["name"] == "ort-int8")
+    entry["map50_95"], entry["extra"] = round(expected, 2), {**entry["extra"], "evaluation_images": 3}
+    (out / "report.json").write_text(json.dumps(report))
+    device = _validate(out / "ort-int8", small_data, tmp_path / "device-validation.json")
+    assert device["dataset"]["images"] == 8 and device["first_images"]["images"] == 3
+    assert abs(device["first_images"]["map50_95"] - expected) < 1e-6
+    code, printed, err = cli("compare", out / "report.json", tmp_path / "device-validation.json", "--no-outputs")
+    assert code == 0, err
+    assert "first 3 evaluation images (--fast)" in printed and "the same 3 evaluation images" in printed
+    assert "device - edgeq: +0.00" in printed or "device - edgeq: -0.00" in printed

@@ -376,8 +376,12 @@ def read_label_file(image: Path) -> np.ndarray:
     image. edgeq refused anything else at export, and the evaluation set's hash holds the files to the same bytes."""
     path = label_file(image)
     rows = []
-    for line in (path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
-        values = [float(v) for v in line.split()]
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() if path.is_file() else [], 1):
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            raise ValidationError(f"bad label {path}:{number}: '{line.strip()[:60]}' (edgeq reads 'class cx cy w h' "
+                                  "or polygon lines); the export's labels were not these") from None
         if len(values) == 5:
             rows.append(values)
         elif values:

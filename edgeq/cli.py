@@ -256,7 +256,8 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="a deploy kit's figure on the device (infer.py --validate) against "
                              "the report's for the same artifact", epilog=COMPARE_EPILOG,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_argument("report", type=Path, help="the export's report.json (the one holding the artifact)")
+    compare.add_argument("report", type=Path, help="the export's report.json (a run of several targets: its own, or "
+                         "the device's target's in <target>/)")
     compare.add_argument("device", type=Path, help="device-validation.json from the kit's `infer.py --validate`")
     compare.add_argument("--no-outputs", action="store_true",
                          help="skip running the artifact here on the device's saved inputs (per-output agreement)")

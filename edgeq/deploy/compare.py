@@ -79,6 +79,12 @@ def compare_device(report_path: Path, device_path: Path, outputs: bool = True) -
     if "edgeq_device_validation" not in device:
         raise EdgeqError(f"'{device_path}' is not a device validation (no edgeq_device_validation key)",
                          "pass the device-validation.json that the kit's `infer.py --validate` wrote")
+    if "outcomes" in report and "artifacts" not in report:  # a run of several targets: its target's own report
+        target_report = report_path.parent / str(device.get("target")) / "report.json"
+        if not target_report.is_file():
+            raise EdgeqError(f"'{report_path}' is the report of several targets and '{target_report}' (the device's "
+                             f"target '{device.get('target')}') does not exist", COMPARE_FIX)
+        report_path, report = target_report, _read_json(target_report, "report")
     if "artifacts" not in report or "data" not in report:
         raise EdgeqError(f"'{report_path}' is not an edgeq report.json (no artifacts or data)", COMPARE_FIX)
     artifact, dataset = device.get("artifact", {}), device.get("dataset", {})

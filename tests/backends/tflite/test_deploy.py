@@ -60,7 +60,7 @@ def test_validate_on_the_device_reproduces_the_reports_figure(kits, tmp_path, cl
     assert entry["role"] == "deployable" and device["dataset"]["images"] == 16
     assert device["dataset"]["sha256"] == report["data"]["evaluation_set"]["sha256"]
     assert abs(device["map50_95"] - entry["map50_95"]) <= 0.05
-    code, printed, err = cli("compare", kits / "tflite" / "report.json", record)
+    code, printed, err = cli("compare", kits / "report.json", record)  # the run's report: the target's is used
     assert code == 0, err
     assert f"| edgeq (measured, {entry['runtime']}) | {entry['map50_95']:.2f} |" in printed
     assert "(4 images: val_000000.jpg, val_000001.jpg, val_000002.jpg, val_000003.jpg)" in printed

@@ -51,6 +51,7 @@ class DeviceComparison:
     drop_interval: list[float] | None
     device_runtime: dict[str, str] = field(default_factory=dict)
     agreement: list[OutputAgreement] = field(default_factory=list)
+    agreement_runtime: str = ""  # the runner here that the device's raw outputs were compared with
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -121,13 +122,17 @@ def compare_device(report_path: Path, device_path: Path, outputs: bool = True) -
         notes.append(f"edgeq scored this artifact on the first {subset} evaluation images (--fast); so does this "
                      "comparison")
     reference = None if entry.get("drop_map50_95") is None else entry["map50_95"] + entry["drop_map50_95"]
-    agreement = _agreement(device_path, device, kit, row, entry, report_path) if outputs else []
+    agreement, agreement_runtime = _agreement(device_path, device, kit, row) if outputs else ([], "")
+    if agreement and agreement_runtime != entry.get("runtime"):
+        notes.append(f"the raw outputs are compared with {agreement_runtime} (what `edgeq eval` runs this file "
+                     f"with), not with {entry.get('runtime')}, which made edgeq's figure")
     return DeviceComparison(
         artifact=entry["name"], target=device.get("target"), status=entry["status"], runtime=entry.get("runtime", ""),
         artifact_sha256=ran or expected or "", evaluation_sha256=evaluation["sha256"], images=images,
         edgeq_map50_95=entry["map50_95"], device_map50_95=device_map, reference_map50_95=reference,
         edgeq_drop=entry.get("drop_map50_95"), drop_interval=entry.get("drop_interval"),
-        device_runtime=device.get("runtime", {}), agreement=agreement, notes=notes)
+        device_runtime=device.get("runtime", {}), agreement=agreement, agreement_runtime=agreement_runtime,
+        notes=notes)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -172,12 +177,12 @@ def _host_sha256(kit: Path | None, row: dict | None) -> str | None:
     return row.get("sha256")
 
 
-def _agreement(device_path: Path, device: dict, kit: Path | None, row: dict | None, entry: dict,
-               report_path: Path) -> list[OutputAgreement]:
-    """Run the artifact here on the inputs the device kept and compare every raw output."""
+def _agreement(device_path: Path, device: dict, kit: Path | None,
+               row: dict | None) -> tuple[list[OutputAgreement], str]:
+    """Run the artifact here on the inputs the device kept and compare every raw output; with the runner's name."""
     raw = device.get("raw_outputs")
     if not raw or kit is None or row is None:
-        return []
+        return [], ""
     npz = device_path.parent / raw["file"]
     if not npz.is_file():
         raise EdgeqError(f"'{npz}' (the raw outputs '{device_path.name}' names) does not exist",
@@ -204,7 +209,7 @@ def _agreement(device_path: Path, device: dict, kit: Path | None, row: dict | No
                 rows.append(OutputAgreement(image=name_of, output=name, shape=tuple(theirs.shape),
                                             max_abs_diff=float(diff.max()) if diff.size else 0.0,
                                             fraction_equal=float((theirs == ours).mean()) if diff.size else 1.0))
-    return rows
+    return rows, runner.runtime
 
 
 def _as_shape(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -235,8 +240,8 @@ def markdown(result: DeviceComparison) -> str:
     lines += [f"note: {n}" for n in result.notes]
     if result.agreement:
         images = list(dict.fromkeys(a.image for a in result.agreement))
-        lines += ["", f"Raw outputs, the device's against this machine's runtime on the device's own inputs "
-                      f"({len(images)} images: {', '.join(images)}):", "",
+        lines += ["", f"Raw outputs, the device's against {result.agreement_runtime} here on the device's own "
+                      f"inputs ({len(images)} images: {', '.join(images)}):", "",
                   "| output | shape | max abs diff | equal |", "|---|---|---:|---:|"]
         for output in dict.fromkeys(a.output for a in result.agreement):
             rows = [a for a in result.agreement if a.output == output]

@@ -71,6 +71,23 @@ def test_validate_on_the_device_reproduces_the_reports_figure(kits, tmp_path, cl
     assert all(r[3].strip() == "0" and r[4].strip() == "100.0%" for r in rows.values()), printed
 
 
+def test_validate_an_emulated_target_says_which_runtime_its_outputs_meet(kits, tmp_path, cli):
+    """The Edge TPU kit's file run by LiteRT on this CPU stands in for the board: compare sets it against edgeq's
+    emulated figure (LiteRT's reference INT8 kernels) and says the raw outputs are held to the runner `edgeq eval`
+    uses for the file, which is not the one behind that figure."""
+    report = json.loads((kits / "edgetpu" / "report.json").read_text())
+    record = tmp_path / "device-validation.json"
+    run = subprocess.run([sys.executable, str(kits / "edgetpu" / "infer.py"), "--validate", report["data"]["source"],
+                          "--model", "edgetpu-int8-detached-per-channel.tflite", "--out", str(record)],
+                         capture_output=True, text=True, check=False, cwd=kits / "edgetpu")
+    assert run.returncode == 0, run.stderr
+    code, printed, err = cli("compare", kits / "report.json", record)
+    assert code == 0, err
+    entry = next(a for a in report["artifacts"] if a["name"] == "edgetpu-int8-detached-per-channel")
+    assert f"| edgeq (emulated, {entry['runtime']}) | {entry['map50_95']:.2f} |" in printed
+    assert "reference INT8 kernels" in entry["runtime"] and "the raw outputs are compared with" in printed
+
+
 def test_edgetpu_kit_names_the_compiler_and_the_delegate(kits):
     kit = kits / "edgetpu"
     text = (kit / "DEPLOY.md").read_text()

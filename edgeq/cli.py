@@ -524,8 +524,9 @@ def _targets(args) -> int:
         fallback = f"yes (to {profile.fallback_to})" if profile.fallback_default else "no"
         scheme = profile.quantization
         methods = ", ".join(("default", "auto", *scheme.offered())) if scheme else "default"
-        higher = (scheme.higher_precision.precision if scheme.higher_precision else "none (full integer)") \
-            if scheme else "n/a"
+        hp = scheme.higher_precision if scheme else None
+        higher = "n/a" if not scheme else "none (full integer)" if hp is None else \
+            hp.precision + (" (whole model)" if hp.scope == "model" else "")
         command = scheme.training_command if scheme else None
         training = " ".join(f"--{k} {v}" if k != "command" else f"edgeq {v}" for k, v in command.items()) \
             if command else "none"

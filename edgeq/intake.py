@@ -183,6 +183,10 @@ def check_keep_float(job: Job, names: list[str]) -> list[str]:
         why = plan.scheme.no_higher_precision_why if plan else "its profile describes no quantization scheme"
         raise EdgeqError(f"--keep-float: target {job.target} cannot keep layers out of INT8 ({why})",
                          f"drop --keep-float, or export for a target with float layers ({_targets_with_float()})")
+    if (hp := plan.scheme.higher_precision).scope == "model":
+        raise EdgeqError(f"--keep-float: target {job.target} has no per-layer higher precision ({hp.scope_why})",
+                         f"drop --keep-float and build the whole model in {hp.precision} ({hp.how}), or export for "
+                         f"a target with per-layer float layers ({_targets_with_float()})")
     known = [n.name for n in job.graph(job.full_onnx).graph.node if n.name]
     for name in names:
         if name not in known:
@@ -198,5 +202,6 @@ def _targets_with_float() -> str:
     from edgeq.backend import discover
 
     names = [t for t, b in discover().items()
-             if (q := b.profiles[t].quantization) is not None and q.higher_precision is not None]
+             if (q := b.profiles[t].quantization) is not None and q.higher_precision is not None
+             and q.higher_precision.scope == "layer"]
     return ", ".join(sorted(names)) or "none installed"

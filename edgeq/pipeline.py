@@ -603,6 +603,7 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
             recipe: Recipe, staging: Path, budget: float, bootstrap: PairedBootstrap | None = None,
             matches: dict | None = None):
     """The mixed-precision search (edgeq.analyze.search) with this export's builds as its steps."""
+    from edgeq.analyze.scheme import WHOLE_MODEL
     from edgeq.analyze.search import SearchResult, StepResult, float_layer_costs, run_search
     from edgeq.evaluation.timing import TimedArtifact, time_interleaved
 
@@ -619,20 +620,24 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
         f"the mixed-precision search")
     from edgeq.analyze.analysis import MapScorer
 
-    layer_analysis = analysis.get()
-    exclude = [*job.keep_float, *plan.float_layers]
-    scorer = MapScorer(EvalSet(eval_set.images[:recipe.analysis.map_images], job.head.nc), job.head, settings)
-    scorer.progress = job.progress
-    scores = layer_analysis.ranked(plan.scheme.emulated_method(job.calibration_method), plan.head_quantized,
-                                   exclude, scorer, recipe.analysis.map_layers)
-    ranked = [s.name for s in scores]
+    hp = plan.scheme.higher_precision
+    ranked = []
+    if hp is None or hp.scope == "layer":  # a whole-model higher precision has one step and nothing to rank
+        layer_analysis = analysis.get()
+        exclude = [*job.keep_float, *plan.float_layers]
+        scorer = MapScorer(EvalSet(eval_set.images[:recipe.analysis.map_images], job.head.nc), job.head, settings)
+        scorer.progress = job.progress
+        scores = layer_analysis.ranked(plan.scheme.emulated_method(job.calibration_method), plan.head_quantized,
+                                       exclude, scorer, recipe.analysis.map_layers)
+        ranked = [s.name for s in scores]
     fp32 = next((a for a in artifacts if a.role is Role.REFERENCE and a.measure_latency and a.open_runner), None)
     fp32_latency = next((e.latency_ms for e in entries if fp32 and e.name == fp32.name), None)
 
     def build_step(step: int, kept: list[str]) -> StepResult:
         nonlocal fp32_latency
         artifact = _trial_build(job, backend, staging / "search" / f"step-{step}", keep_float=tuple(kept))
-        artifact.name = f"{artifact.name}-keep{len(kept)}"
+        if WHOLE_MODEL not in kept:  # a whole-model step's artifact is named by its precision already
+            artifact.name = f"{artifact.name}-keep{len(kept)}"
         entry = _evaluate_artifact(artifact, job.head, eval_set, settings, ref_map, staging, job.progress,
                                    paired=bootstrap, kept=step_matches)
         latency = None
@@ -648,7 +653,7 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
 
     result = run_search(start, ranked, list(job.keep_float), budget, recipe.search.max_layers, plan.scheme,
                         build_step, lambda: fp32_latency, log, str(recipe.max_drop))
-    if plan.scheme.higher_precision is None:
+    if hp is None:
         result.costs = float_layer_costs(layer_analysis.model, ranked[:8], plan.scheme)
     result.seconds = round(time.perf_counter() - started, 1)
     if bootstrap is not None:

@@ -5,7 +5,7 @@ change between releases; what is named here changes only with a note in ARCHITEC
     the interface      Backend, BackendOptions, TargetProfile, load_profiles, Command, QuantAwareTraining
     one build          Job, QuantPlan, BuildResult, Artifact, Role, Precision, Status, DeploySteps
     rules              Finding, Severity, RuleTable, Layer, TensorInfo, predicate, onnx_layers, tensor_infos
-    the scheme         QuantScheme, HigherPrecision, ScaleTie, tied_groups, METHODS, collect_histograms
+    the scheme         QuantScheme, HigherPrecision, ScaleTie, tied_groups, METHODS, WHOLE_MODEL, collect_histograms
     the model          HeadSpec, HeadLayout, attach_head, HEAD_PREFIX, INPUT_NAME, OUTPUT_NAME, Detector,
                        export_onnx
     running            Runner, BatchNotSupported, OnnxRuntimeRunner
@@ -15,7 +15,7 @@ change between releases; what is named here changes only with a note in ARCHITEC
 """
 
 from edgeq.analyze.ranges import collect_histograms
-from edgeq.analyze.scheme import METHODS, HigherPrecision, QuantScheme, ScaleTie, tied_groups
+from edgeq.analyze.scheme import METHODS, WHOLE_MODEL, HigherPrecision, QuantScheme, ScaleTie, tied_groups
 from edgeq.backend import (
     Artifact,
     Backend,
@@ -50,7 +50,7 @@ __all__ = [
     "HeadLayout", "HeadSpec", "HigherPrecision", "Job", "Layer", "MissingDependencyError", "OnnxRuntimeRunner",
     "PluginError", "Precision", "QuantAwareTraining", "QuantPlan", "QuantScheme", "Role", "RuleTable", "Runner",
     "ScaleTie",
-    "Severity", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec", "WorkerCall",
+    "Severity", "WHOLE_MODEL", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec", "WorkerCall",
     "attach_head", "bar", "cache_dir", "collect_histograms", "cpus", "export_onnx", "load_profiles", "log",
     "onnx_layers", "predicate", "run_worker", "tensor_infos", "tied_groups",
 ]

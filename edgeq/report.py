@@ -251,13 +251,16 @@ class Report:
                  "| step | layers kept | artifact | mAP50-95 | drop | latency | within budget |",
                  "|---:|---:|---|---:|---:|---:|---|"]
         for step in s.steps:
-            lines.append(f"| {step.step} | {len(step.kept)} | {step.path} | {step.map50_95:.2f} | "
+            lines.append(f"| {step.step} | {step.kept_label()} | {step.path} | {step.map50_95:.2f} | "
                          f"{_interval_cell(step.drop_map50_95, step.drop_interval)} | {_ms(step.latency_ms)} | "
                          f"{'yes' if step.within_budget else 'no'} |")
         if s.fp32_latency_ms:
             lines += ["", f"FP32 latency, timed in the same rounds as the last step: {s.fp32_latency_ms:.1f} ms."]
         last = s.steps[-1]
-        if last.kept:
+        if last.whole_model:
+            lines += ["", f"Step {last.step} keeps the whole model in the higher precision: no per-layer step exists "
+                      "on this target."]
+        elif last.kept:
             lines += ["", f"Layers kept at step {last.step}: " + ", ".join(f"`{n}`" for n in last.kept)]
         if s.costs:
             lines += ["", "What keeping each of the most sensitive layers in float would cost on this full-integer "
@@ -281,13 +284,13 @@ class Report:
         s = self.search
         steps = s.steps
         timed = all(step.latency_ms is not None for step in steps)
-        xs = [step.latency_ms if timed else len(step.kept) for step in steps]
+        xs = [step.latency_ms if timed else (len(step.kept) if not step.whole_model else 1) for step in steps]
         ys = [step.map50_95 for step in steps]
         fig, ax = plt.subplots(figsize=(7, 4.2))
         # points, not a line: with latency on x, consecutive steps need not move right (timing noise)
         ax.scatter(xs, ys, color="#2b6cb0", zorder=3)
         for step, x, y in zip(steps, xs, ys):
-            ax.annotate(f"step {step.step}: {len(step.kept)} kept", (x, y), textcoords="offset points",
+            ax.annotate(f"step {step.step}: {step.kept_label()} kept", (x, y), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
             if step.artifact == s.chosen:
                 ax.scatter([x], [y], s=140, facecolors="none", edgecolors="#2f855a", linewidths=2, label="chosen")

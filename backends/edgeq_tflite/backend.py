@@ -41,6 +41,7 @@ from edgeq.plugin import (
     RuleTable,
     Severity,
     StageError,
+    WHOLE_MODEL,
     TargetProfile,
     load_profiles,
     log,
@@ -115,7 +116,8 @@ class TFLiteBackend(Backend):
             (f" --delegate {deploy.delegate}" if deploy.delegate else "")
         note = ("The model takes NHWC {dtype} input: infer.py transposes the letterboxed tensor and quantizes it "
                 "with the input tensor's own scale and zero point (both in the file); outputs are dequantized "
-                "with theirs.").format(dtype=job.options.io_dtype)
+                "with theirs.").format(dtype=default.extra.get("io_dtype", job.options.io_dtype) if default
+                                       else job.options.io_dtype)
         runtime = f"{deploy.runtime}. {deploy.verify}" if deploy.verify else deploy.runtime
         return DeploySteps(runtime=runtime, device_needs=deploy.device_needs, script=HERE / "kit_infer.py",
                            build=deploy.build, input_note=note, run_example=example, device_files=compiled)
@@ -142,7 +144,7 @@ class TFLiteBackend(Backend):
     # --- build: convert each head variant, then describe each file -------------------------------------------
 
     def build(self, job: Job) -> BuildResult:
-        from edgeq_tflite.convert import convert_onnx, write_calibration
+        from edgeq_tflite.convert import Wanted, convert_onnx, write_calibration
 
         opts = job.options
         work = job.staging / ".tflite-work"
@@ -151,24 +153,36 @@ class TFLiteBackend(Backend):
         try:
             calib = work / "calibration.npy"
             n = write_calibration(job.calibration, _mkdir(calib.parent) / calib.name)
-            heads, granularities = (opts.heads[:1], opts.granularity[:1]) if job.primary_only else \
-                (opts.heads, opts.granularity)
+            heads, granularities, kinds = (opts.heads[:1], opts.granularity[:1], self._activations(job)[:1]) \
+                if job.primary_only else (opts.heads, opts.granularity, self._activations(job))
             log(f"{job.target}: {n} calibration images; heads {', '.join(heads)}; "
-                f"{', '.join(granularities)}; {opts.io_dtype} I/O")
+                f"{', '.join(granularities)}; {', '.join(_KIND[a] for a in kinds)} "
+                f"({', '.join(f'{_io_dtype(opts, a)} I/O' for a in kinds)})")
             for rank, head in enumerate(heads):
                 onnx_path = self._onnx_for(job, head, work)
-                files = [(out_dir / f"{_name(job.target, head, g)}.tflite", g) for g in granularities]
+                files = [(out_dir / f"{_name(job.target, head, g, a)}.tflite", g, a) for a in kinds
+                         for g in granularities]
                 log(f"{job.target}: converting the {head} variant ({onnx_path.name})")
-                conv = convert_onnx(onnx_path, calib, files, opts.io_dtype, work / head, f"{job.target}-{head}",
-                                    job.log_dir)
-                for number, (path, granularity) in enumerate(files):
+                conv = convert_onnx(onnx_path, calib, [Wanted(p, g, a, _io_dtype(opts, a)) for p, g, a in files],
+                                    work / head, f"{job.target}-{head}", job.log_dir)
+                for number, (path, granularity, kind) in enumerate(files):
                     role = Role.DEPLOYABLE if rank == 0 and number == 0 else Role.COMPARISON
-                    artifact, findings = self._describe(job, head, granularity, path, conv, role, log_dir=work / head)
+                    artifact, findings = self._describe(job, head, granularity, kind, path, conv, role,
+                                                        log_dir=work / head)
                     result.artifacts.append(artifact)
                     result.findings += findings
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return result
+
+    @staticmethod
+    def _activations(job: Job) -> list[str]:
+        """The activation types to build, first the deployable one: the options' list, or 16x8 alone where the
+        job keeps layers in the higher precision (the search's step on a scheme whose higher precision is the
+        whole model's: the converter has no per-op 16x8)."""
+        if WHOLE_MODEL in job.keep_float:  # only the search puts it there; --keep-float is refused on this scheme
+            return ["int16"]
+        return list(job.options.activations)
 
     def _onnx_for(self, job: Job, head: str, work: Path) -> Path:
         if head == "detached":
@@ -183,14 +197,14 @@ class TFLiteBackend(Backend):
         onnx.save(attach_head(onnx.load(str(job.body_onnx)), job.head, HeadLayout.NORMALIZED), str(path))
         return path
 
-    def _describe(self, job: Job, head: str, granularity: str, path: Path, conv, role: Role,
+    def _describe(self, job: Job, head: str, granularity: str, kind: str, path: Path, conv, role: Role,
                   log_dir: Path) -> tuple[Artifact, list[Finding]]:
-        """One converted file: verified full-integer, mapped op by op, gated, compiled where the target has a
-        compiler, and described for the report."""
+        """One converted file: verified full-integer (INT8 or 16x8, `kind`), mapped op by op, gated, compiled where
+        the target has a compiler, and described for the report."""
         from edgeq_tflite.graph import read_tflite
 
         graph = read_tflite(path)
-        _require_full_integer(job, path, graph)
+        _require_full_integer(job, path, graph, kind)
         table = self._op_table(job, path, graph)
         # every variant must build; only the primary (first) head is held to the fallback policy, the others
         # are comparisons in the report
@@ -200,14 +214,15 @@ class TFLiteBackend(Backend):
                     for f in _collapse(table.findings)]
         companions = [path.with_name(f"{path.stem}-ops.md")]
         notes = [_HEAD_NOTES[head].format(head_json=f"{path.stem}-head.json"),
-                 f"{granularity} weights, {job.options.io_dtype} I/O, {conv.calibration_images} calibration images"
+                 f"{_KIND_NOTE[kind]}, {granularity} weights, {_io_dtype(job.options, kind)} I/O, "
+                 f"{conv.calibration_images} calibration images"
                  + (f" (conversion from edgeq's cache, {conv.cached[path.name]})" if path.name in conv.cached else ""),
                  table.summary()]
         if HeadLayout(head) is HeadLayout.DETACHED:
             head_json = path.with_name(f"{path.stem}-head.json")
             job.head.to_json(head_json)
             companions.insert(0, head_json)
-        extra = _figures(job, head, granularity, graph, table, conv, path)
+        extra = _figures(job, head, granularity, kind, graph, table, conv, path)
         if job.profile.compiler == "vela":
             compiled_note, vela_findings = self._compile_vela(job, path, log_dir, extra, companions)
             notes.append(compiled_note)
@@ -215,12 +230,13 @@ class TFLiteBackend(Backend):
         elif job.profile.compiler:
             notes.append(self._compile(job, path, log_dir, extra, companions))
         if job.profile.figures == "emulated":
-            notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} INT8 kernels")
+            notes.append(f"accuracy emulated with LiteRT's {job.options.kernels} {_KIND[kind]} kernels")
         kernels = self._check_kernels(job, path)
         if kernels is not None:
             notes.append(kernels.note())
             extra["kernel_check"] = kernels.record()
-        artifact = self._artifact(job, head, granularity, path, role, "; ".join(notes), extra, companions, kernels)
+        artifact = self._artifact(job, head, granularity, kind, path, role, "; ".join(notes), extra, companions,
+                                  kernels)
         return artifact, findings
 
     def _check_kernels(self, job: Job, path: Path):
@@ -246,8 +262,8 @@ class TFLiteBackend(Backend):
             log(f"  #{row.index:<4} {row.op:<24} {row.runs_on:<8} {row.reason[:110]}")
         return table
 
-    def _artifact(self, job: Job, head: str, granularity: str, path: Path, role: Role, note: str, extra: dict,
-                  companions: list[Path], kernels=None) -> Artifact:
+    def _artifact(self, job: Job, head: str, granularity: str, kind: str, path: Path, role: Role, note: str,
+                  extra: dict, companions: list[Path], kernels=None) -> Artifact:
         from edgeq_tflite.kernels import parallel_interpreters
         from edgeq_tflite.runner import LiteRTRunner
 
@@ -255,9 +271,11 @@ class TFLiteBackend(Backend):
         resolver = ("BUILTIN_REF" if kernels is None or not kernels.identical else kernels.chosen) \
             if job.options.kernels == "reference" else "AUTO"
         reference, parallel = resolver == "BUILTIN_REF", parallel_interpreters()
+        head_precision = "fp32" if layout is HeadLayout.DETACHED else None
         return Artifact(
-            name=path.stem, target=job.target, variant=f"int8-{head}-{granularity}", path=path,
-            precision=Precision.int8(head="fp32" if layout is HeadLayout.DETACHED else None), role=role, layout=layout,
+            name=path.stem, target=job.target, variant=f"{_KIND[kind]}-{head}-{granularity}", path=path,
+            precision=Precision.int8(head=head_precision) if kind == "int8" else
+            Precision("int8", "int16", head_precision), role=role, layout=layout,
             status=job.profile.figures, note=note,
             open_runner=lambda: LiteRTRunner(path, head=job.head, layout=layout, resolver=resolver, parallel=parallel),
             measure_latency=job.profile.latency_meaningful, extra=dict(extra), companions=tuple(companions),
@@ -327,8 +345,17 @@ def _vela_settings(job: Job):
                         Path(o.vela_config) if o.vela_config else None, o.optimise, o.sram_kib)
 
 
-def _name(target: str, head: str, granularity: str) -> str:
-    return f"{target}-int8-{head}-{granularity}"
+_KIND = {"int8": "int8", "int16": "16x8"}  # activation type -> how file names and notes say it
+_KIND_NOTE = {"int8": "INT8 activations", "int16": "16x8 (int16 activations, int8 weights, int64 biases)"}
+
+
+def _name(target: str, head: str, granularity: str, kind: str = "int8") -> str:
+    return f"{target}-{_KIND[kind]}-{head}-{granularity}"
+
+
+def _io_dtype(options, kind: str) -> str:
+    """The file's integer I/O: the options' io_dtype for INT8, int16 for 16x8 (all the converter takes for it)."""
+    return "int16" if kind == "int16" else options.io_dtype
 
 
 def _mkdir(path: Path) -> Path:
@@ -348,18 +375,18 @@ def _collapse(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def _require_full_integer(job: Job, path: Path, graph) -> None:
-    if problems := full_integer_problems(graph):
+def _require_full_integer(job: Job, path: Path, graph, kind: str = "int8") -> None:
+    if problems := full_integer_problems(graph, kind):
         kept = job.log_dir / f"{job.target}-full-integer.log"
         kept.write_text("\n".join(problems) + "\n")
         raise StageError("full-integer", f"{path.name} is not full-integer: {problems[0]}", str(kept))
 
 
-def _figures(job: Job, head: str, granularity: str, graph, table, conv, path: Path) -> dict:
+def _figures(job: Job, head: str, granularity: str, kind: str, graph, table, conv, path: Path) -> dict:
     """The artifact's figures for report.json."""
     inp = graph.inputs[0]
     return OrderedDict(
-        granularity=granularity, head=head, io_dtype=job.options.io_dtype,
+        granularity=granularity, head=head, activations=kind, io_dtype=_io_dtype(job.options, kind),
         input_quantization={"scale": inp.scale[0], "zero_point": inp.zero_point[0]} if inp.scale else None,
         full_integer=True, ops=len(graph.layers), ops_on_accelerator=table.on_accelerator,
         accelerator=table.accelerator,
@@ -375,21 +402,25 @@ def _figures(job: Job, head: str, granularity: str, graph, table, conv, path: Pa
     )
 
 
-def full_integer_problems(graph) -> list[str]:
-    """Why a .tflite is not a true full-integer model (empty list: it is). Integer I/O; every op's activations
-    int8/uint8; constants int8 weights, int32 biases and shape tensors; no DEQUANTIZE back to float."""
+def full_integer_problems(graph, activations: str = "int8") -> list[str]:
+    """Why a .tflite is not a true full-integer model of its kind (empty list: it is). `activations`: int8 (INT8
+    or UINT8 activations and I/O, int32 biases) or int16 (16x8: int16 activations and I/O, int8 weights, int64
+    biases). Every op's activations of that type; constants int8 weights, biases and int32 shape tensors; no
+    DEQUANTIZE back to float."""
+    features = ("int16",) if activations == "int16" else ("int8", "uint8")
+    constants = (*features, "int8", "int32", "int64") if activations == "int16" else (*features, "int32")
     problems = []
     for t in [*graph.inputs, *graph.outputs]:
-        if t.dtype not in ("int8", "uint8"):
+        if t.dtype not in features:
             problems.append(f"model I/O tensor {t.name} is {t.dtype}")
     for layer in graph.layers:
         if layer.op == "DEQUANTIZE":
             problems.append(f"op #{layer.index} DEQUANTIZE turns {layer.inputs[0].name} back to float")
         const = set(layer.attrs.get("const_inputs", ()))
         for t in (*layer.inputs, *layer.outputs):
-            allowed = ("int8", "uint8", "int32") if t.name in const else ("int8", "uint8")
+            allowed = constants if t.name in const else features
             if t.dtype not in allowed:
                 problems.append(f"op #{layer.index} {layer.op}: tensor {t.name} is {t.dtype}")
-            elif t.dtype in ("int8", "uint8") and t.scale is None:
+            elif t.dtype in ("int8", "uint8", "int16") and t.scale is None:
                 problems.append(f"op #{layer.index} {layer.op}: tensor {t.name} has no quantization parameters")
     return problems

@@ -6,8 +6,8 @@ caches and temporary files are pointed into `edgeq.env.cache_dir()` / the work f
 environment, so an export writes nowhere else.
 
 The cache (`<cache>/tflite-conversions/`) is keyed by content: the ONNX bytes, the calibration images' bytes, the
-I/O type and granularity, the conversion code (worker.py) and the versions of every tool in the path. One file
-made for `tflite` (detached, per-channel) is the file `edgetpu` ships, so a run of both converts it once, and a
+I/O type, granularity and activation type (INT8 or 16x8), the conversion code (worker.py) and the versions of every
+tool in the path. One file made for `tflite` (detached, per-channel) is the file `edgetpu` ships, so a run of both converts it once, and a
 second export that changes only an evaluation setting converts nothing. The worker also keeps its calibration
 statistics there, keyed by the float model and the images, so another granularity of the same model does not
 calibrate again. A cached file is said so in the log and in the artifact's figures (`conversion_cached`).
@@ -29,12 +29,22 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from edgeq.plugin import WorkerCall, cache_dir, log, run_worker
 
 TOOLS = ("tensorflow", "tf_keras", "onnx2tf", "ai-edge-litert", "onnx", "onnxruntime", "numpy")
+
+
+class Wanted(NamedTuple):
+    """One file a conversion writes: where, and how it is quantized."""
+
+    path: Path
+    granularity: str  # per-channel | per-tensor
+    activations: str = "int8"  # int8 | int16 (16x8)
+    io_dtype: str = "int8"  # int8 | uint8 for INT8 files; int16 for 16x8 ones
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ def _hash_of(path: str, mtime_ns: int, size: int) -> str:  # the file's stat is 
     return digest.hexdigest()
 
 
-def key_parts(onnx_path: Path, calib_path: Path, io_dtype: str, granularity: str) -> dict:
+def key_parts(onnx_path: Path, calib_path: Path, wanted: Wanted) -> dict:
     """What the converted file depends on: the model, the images, the options, the conversion code and the tools."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -120,8 +130,9 @@ def key_parts(onnx_path: Path, calib_path: Path, io_dtype: str, granularity: str
         except PackageNotFoundError:
             return "absent"
 
-    return {"onnx": _file_hash(onnx_path), "calibration": _file_hash(calib_path), "io_dtype": io_dtype,
-            "granularity": granularity, "worker": _file_hash(Path(__file__).with_name("worker.py")),
+    return {"onnx": _file_hash(onnx_path), "calibration": _file_hash(calib_path), "io_dtype": wanted.io_dtype,
+            "granularity": wanted.granularity, "activations": wanted.activations,
+            "worker": _file_hash(Path(__file__).with_name("worker.py")),
             "tools": {name: tool(name) for name in TOOLS}}
 
 
@@ -153,15 +164,14 @@ def _store(key: str, path: Path, record: dict) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def convert_onnx(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
-                 log_name: str, log_dir: Path, timeout_s: float = 3600) -> Conversion:
-    """Convert one ONNX graph into one .tflite per (path, granularity): from the cache where the same conversion
-    was made before, else through the worker protocol in edgeq's own interpreter. On failure: StageError naming
+def convert_onnx(onnx_path: Path, calib_path: Path, outputs: list[Wanted], workdir: Path, log_name: str,
+                 log_dir: Path, timeout_s: float = 3600) -> Conversion:
+    """Convert one ONNX graph into one .tflite per `Wanted` file: from the cache where the same conversion was made
+    before, else through the worker protocol in edgeq's own interpreter. On failure: StageError naming
     `log_dir/<log_name>.log` (the job's log folder, kept)."""
-    parts = {path: key_parts(onnx_path, calib_path, io_dtype, g) for path, g in outputs}
-    with _converting(parts[outputs[0][0]]):
-        return _convert_or_reuse(onnx_path, calib_path, outputs, io_dtype, workdir, log_name, log_dir, timeout_s,
-                                 parts)
+    parts = {w.path: key_parts(onnx_path, calib_path, w) for w in outputs}
+    with _converting(parts[outputs[0].path]):
+        return _convert_or_reuse(onnx_path, calib_path, outputs, workdir, log_name, log_dir, timeout_s, parts)
 
 
 @contextlib.contextmanager
@@ -170,7 +180,7 @@ def _converting(parts: dict):
     --jobs workers convert once, the second reading the first's files from the cache."""
     root = conversion_cache()
     root.mkdir(parents=True, exist_ok=True)
-    same_model = {k: parts[k] for k in ("onnx", "calibration", "io_dtype", "worker", "tools")}
+    same_model = {k: parts[k] for k in ("onnx", "calibration", "worker", "tools")}  # I/O type is per file
     with open(root / f".{conversion_key(same_model)}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -179,23 +189,23 @@ def _converting(parts: dict):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _convert_or_reuse(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str,
-                      workdir: Path, log_name: str, log_dir: Path, timeout_s: float, parts: dict) -> Conversion:
+def _convert_or_reuse(onnx_path: Path, calib_path: Path, outputs: list[Wanted], workdir: Path, log_name: str,
+                      log_dir: Path, timeout_s: float, parts: dict) -> Conversion:
     keys = {path: conversion_key(parts[path]) for path in parts}
     hits = {path: record for path in keys if (record := _cached(keys[path])) is not None}
     for path, record in hits.items():
         shutil.copyfile(conversion_cache() / keys[path] / "model.tflite", path)
         log(f"{path.stem}: conversion taken from the cache ({keys[path][:12]}, made in "
             f"{sum(v for v in record['seconds'].values() if v):.0f} s: same ONNX, images, options and tools)")
-    todo = [(p, g) for p, g in outputs if p not in hits]
+    todo = [w for w in outputs if w.path not in hits]
     if not todo:
-        first = hits[outputs[0][0]]
+        first = hits[outputs[0].path]
         return Conversion(outputs=first["outputs"], fp32_rel_error=first["fp32_rel_error"],
                           seconds={p.name: None for p in hits} | {"onnx2tf_s": None, "calibrate_s": None},
                           calibration_images=first["calibration_images"],
                           cached={p.name: keys[p][:12] for p in hits})
-    made = _convert(onnx_path, calib_path, todo, io_dtype, workdir, log_name, log_dir, timeout_s)
-    for path, _ in todo:
+    made = _convert(onnx_path, calib_path, todo, workdir, log_name, log_dir, timeout_s)
+    for path, *_ in todo:
         _store(keys[path], path, {"key": parts[path], "outputs": made.outputs, "fp32_rel_error": made.fp32_rel_error,
                                   "calibration_images": made.calibration_images,
                                   "seconds": {"onnx2tf_s": made.seconds.get("onnx2tf_s"),
@@ -206,13 +216,14 @@ def _convert_or_reuse(onnx_path: Path, calib_path: Path, outputs: list[tuple[Pat
                       calibration_images=made.calibration_images, cached={p.name: keys[p][:12] for p in hits})
 
 
-def _convert(onnx_path: Path, calib_path: Path, outputs: list[tuple[Path, str]], io_dtype: str, workdir: Path,
-             log_name: str, log_dir: Path, timeout_s: float) -> Conversion:
+def _convert(onnx_path: Path, calib_path: Path, outputs: list[Wanted], workdir: Path, log_name: str, log_dir: Path,
+             timeout_s: float) -> Conversion:
     result = run_worker(sys.executable, WorkerCall(
         script=Path(__file__).with_name("worker.py"), workdir=workdir, log=log_dir / f"{log_name}.log",
         stage="convert", timeout_s=timeout_s, env=worker_env(workdir), job={
             "onnx": str(onnx_path), "workdir": str(workdir / "tf"), "calib": str(calib_path),
-            "outputs": [{"path": str(p), "granularity": g} for p, g in outputs], "io_dtype": io_dtype,
+            "outputs": [{"path": str(w.path), "granularity": w.granularity, "activations": w.activations,
+                         "io_dtype": w.io_dtype} for w in outputs],
             "statistics": str(conversion_cache() / "calibration"), "calib_hash": _file_hash(calib_path)}))
     return Conversion(outputs=result["outputs"], fp32_rel_error=result["fp32_rel_error"],
                       seconds={**result["timings"], **{Path(b["path"]).name: b["seconds"] for b in result["built"]}},

@@ -56,15 +56,15 @@ class KernelCheck:
 
     def note(self) -> str:
         if self.images == 0:
-            return "INT8 reference kernels (kernel check off)"
+            return "integer reference kernels (kernel check off)"
         if self.unloadable:
             return f"kernels not checked: LiteRT here cannot run this file ({self.unloadable})"
         if self.identical:
-            return (f"scored with LiteRT's {PATH_NAMES[self.chosen]}, checked bit-identical to the INT8 reference "
+            return (f"scored with LiteRT's {PATH_NAMES[self.chosen]}, checked bit-identical to the integer reference "
                     f"kernels on every output element of {self.images} calibration images")
         ops = "; ".join(d.describe() for d in self.ops) or "no op with equal inputs"
         paths = ", ".join(f"{PATH_NAMES[k]}: {v} output elements" for k, v in self.differing.items())
-        return (f"scored with LiteRT's INT8 reference kernels: the optimized kernels differ from them on "
+        return (f"scored with LiteRT's integer reference kernels: the optimized kernels differ from them on "
                 f"{self.images} calibration images ({paths}; first to differ with equal inputs: {ops})")
 
     def record(self) -> dict:
@@ -89,9 +89,10 @@ def _interpreter(path: Path, resolver: str, preserve: bool = False, threads: int
 
 
 def quantize_input(detail: dict, images: np.ndarray) -> np.ndarray:
-    """Float NHWC in [0, 1] -> the input tensor's integer type, with its scale and zero point."""
+    """Float NHWC in [0, 1] -> the input tensor's integer type (int8/uint8, or int16 for a 16x8 file), with its
+    scale and zero point."""
     dtype = detail["dtype"]
-    if dtype not in (np.int8, np.uint8):
+    if dtype not in (np.int8, np.uint8, np.int16):
         return images.astype(np.float32)
     scale, zero = detail["quantization"]
     info = np.iinfo(dtype)

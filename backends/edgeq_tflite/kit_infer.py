@@ -37,7 +37,7 @@ def open_model(path, args, head):
 
     def infer(images):
         x = np.transpose(images, (0, 2, 3, 1))  # the converter's models take NHWC
-        if source["dtype"] in (np.int8, np.uint8):
+        if source["dtype"] in (np.int8, np.uint8, np.int16):  # int16: a 16x8 file
             scale, zero = source["quantization"]
             info = np.iinfo(source["dtype"])
             x = np.clip(np.round(x / scale) + zero, info.min, info.max)

@@ -89,7 +89,7 @@ def build_op_table(target: str, graph: TFLiteGraph, rules: Path | None = None) -
         falls = [f for f in own if f.severity is Severity.FALLBACK]
         warns = [f for f in own if f.severity is Severity.WARNING]
         if meta["partition"] == "none":
-            runs_on, reason = accel, "; ".join(f.message for f in errors + warns) or "builtin INT8 kernel"
+            runs_on, reason = accel, "; ".join(f.message for f in errors + warns) or "builtin integer kernel"
             if errors:
                 runs_on = "refused"
         elif errors:

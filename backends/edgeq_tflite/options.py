@@ -1,8 +1,8 @@
-"""Recipe `options:` of the three TFLite-family targets (unknown keys are errors, named by their path)."""
+"""Recipe `options:` of the TFLite-family targets (unknown keys are errors, named by their path)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -10,6 +10,7 @@ from edgeq.plugin import BackendOptions
 
 Granularity = Literal["per-channel", "per-tensor"]
 Head = Literal["detached", "normalized", "pixel"]
+Activations = Literal["int8", "int16"]
 ALL_HEADS: tuple[Head, ...] = ("detached", "normalized", "pixel")
 
 
@@ -23,8 +24,13 @@ class TFLiteFamilyOptions(BackendOptions):
     # Head treatments to emit, each its own artifact. detached: INT8 body, DFL/box decode/sigmoid on the host in
     # FP32; normalized: head inside with boxes in 0..1 (normalized scaling factors); pixel: naive, boxes in pixels.
     heads: list[Head] = Field(default_factory=lambda: ["detached"])
-    # Integer I/O type. int8 is TFLite's native scheme (no extra op); uint8 adds a QUANTIZE op at each end so a
-    # camera's 0..255 pixels feed in unchanged (input scale 1/255, zero point 0).
+    # Activation type of the whole model; a list builds one file per entry (the first is the deployable one).
+    # int8: full-integer INT8. int16: TFLite's 16x8 mode, int16 activations with int8 weights and int64 biases, for
+    # every op of the file (the converter has no per-op choice); its I/O is int16 (the converter takes no other
+    # integer type for it), so io_dtype applies to the INT8 files.
+    activations: list[Activations] = Field(default_factory=lambda: ["int8"])
+    # Integer I/O type of the INT8 files. int8 is TFLite's native scheme (no extra op); uint8 adds a QUANTIZE op at
+    # each end so a camera's 0..255 pixels feed in unchanged (input scale 1/255, zero point 0).
     io_dtype: Literal["int8", "uint8"] = "int8"
     # LiteRT kernels that score the artifact here: reference = the plain INT8 reference kernels (the integer
     # arithmetic accelerators implement; slow), optimized = XNNPACK / optimized builtins (what a CPU deploys).
@@ -33,15 +39,26 @@ class TFLiteFamilyOptions(BackendOptions):
     # element; bit-identical on all of them, the optimized kernels score the file (0: always the reference ones).
     kernel_check_images: int = Field(4, ge=0)
 
-    _listify = field_validator("granularity", "heads", mode="before")(_as_list)
+    # why the target's device cannot run 16x8 files; None: it can (LiteRT's CPU kernels, Ethos-U)
+    no_int16_why: ClassVar[str | None] = None
 
-    @field_validator("granularity", "heads")
+    _listify = field_validator("granularity", "heads", "activations", mode="before")(_as_list)
+
+    @field_validator("granularity", "heads", "activations")
     @classmethod
     def _unique_nonempty(cls, value: list) -> list:
         if not value:
             raise ValueError("must name at least one")
         if len(set(value)) != len(value):
             raise ValueError("lists a value twice")
+        return value
+
+    @field_validator("activations")
+    @classmethod
+    def _int16_offered(cls, value: list) -> list:
+        if "int16" in value and cls.no_int16_why:
+            raise ValueError(f"int16 (16x8) is not offered here: {cls.no_int16_why}; the tflite and ethos-u "
+                             "targets build it")
         return value
 
 
@@ -57,6 +74,7 @@ class EdgeTPUOptions(TFLiteFamilyOptions):
     is per-axis; compiler 14 rejected it as 'unsupported data type', google-coral/edgetpu 222)."""
 
     kernels: Literal["reference", "optimized"] = "reference"
+    no_int16_why: ClassVar[str | None] = "the Edge TPU runs INT8 (and UINT8) tensors only"
     # auto: compile when edgetpu_compiler is on PATH (else write compile_edgetpu.sh); never: only the script.
     compile: Literal["auto", "never"] = "auto"
     compiler_timeout_s: int = Field(600, ge=10)
@@ -67,6 +85,8 @@ class NXPOptions(TFLiteFamilyOptions):
 
     granularity: list[Granularity] = Field(default_factory=lambda: ["per-tensor"])
     kernels: Literal["reference", "optimized"] = "reference"
+    no_int16_why: ClassVar[str | None] = ("edgeq has no evidence that the VX delegate keeps a 16x8 file on the "
+                                          "i.MX 8M Plus NPU")
 
 
 class EthosUOptions(TFLiteFamilyOptions):

@@ -2,8 +2,8 @@
 
 Input: the evaluator's float32 (1, 3, S, S) batch in [0, 1] -> NHWC (unless the file takes NCHW, as LiteRT
 files converted straight from PyTorch do: Ultralytics 8.4's LiteRT export) -> quantized with the input tensor's own
-scale and zero point where it is integer (int8 or uint8). Outputs are dequantized with their own parameters and put back into the
-ONNX layout and names: `box_i` (1, 4*reg_max, H, W) / `cls_i` (1, nc, H, W), or `output0` (1, 4 + nc, A).
+scale and zero point where it is integer (int8, uint8, or int16 in a 16x8 file). Outputs are dequantized with their
+own parameters and put back into the ONNX layout and names: `box_i` (1, 4*reg_max, H, W) / `cls_i` (1, nc, H, W), or `output0` (1, 4 + nc, A).
 
 Names come from the model's signature (the converter names its outputs `box_0`, ...); without one they are
 recovered from shapes: grid size gives the scale, channel count tells box (4*reg_max) from class (nc) logits.
@@ -43,7 +43,7 @@ class LiteRTRunner(Runner):
 
         self.interpreter = self._interpreter()
         version = getattr(ai_edge_litert, "__version__", "")
-        kernels = {"BUILTIN_REF": "reference INT8 kernels", "AUTO": "optimized kernels",
+        kernels = {"BUILTIN_REF": "reference integer kernels", "AUTO": "optimized kernels",
                    "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "optimized builtin kernels"}.get(self.resolver, self.resolver)
         if self.parallel > 1:  # processes: LiteRT holds the GIL while it invokes
             import multiprocessing

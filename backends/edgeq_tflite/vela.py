@@ -196,10 +196,12 @@ def compile_model(tflite: Path, settings: VelaSettings, work: Path, keep_log: Pa
     from edgeq_tflite.backend import full_integer_problems
     from edgeq_tflite.graph import read_tflite
 
-    if problems := full_integer_problems(read_tflite(tflite)):
+    graph = read_tflite(tflite)
+    kind = "int16" if graph.inputs and graph.inputs[0].dtype == "int16" else "int8"  # 16x8 or INT8
+    if problems := full_integer_problems(graph, kind):
         raise EdgeqError(f"'{tflite.name}' is not a full-integer TFLite ({problems[0]}): Vela would leave every "
                          "float op on the CPU", "give Vela the full-integer file edgeq's ethos-u export converts "
-                         "(int8 weights and activations, integer I/O)")
+                         "(int8 weights and activations or 16x8, integer I/O)")
     out_dir = work / "vela"
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = command(tflite, settings, out_dir)

@@ -13,14 +13,22 @@ calibration data with ImageNet mean/std unless told otherwise, writes eight othe
 failed full-integer conversion as a warning. Ours fails loudly instead, names the outputs through the
 signature (`box_0`, `cls_0`, ... or `output0`), and calibrates on the job's images only.
 
+16x8 (a file with `activations: int16`): the same converter with the
+`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8` ops set alone, int16 I/O. TensorFlow 2.21 quantizes
+it with its older calibrate-and-quantize pass (the MLIR quantizer, which writes the INT8 files, skips int16), for
+every op of the file: an op without a 16x8 kernel fails the conversion rather than staying float, and neither pass
+offers a per-op choice between int8 and int16 activations. onnx2tf's `-oiqt` writes the same 16x8 files
+(`*_full_integer_quant_with_int16_act.tflite`) with `SELECT_TF_OPS` added; its `-qt` is the weight granularity.
+The calibration statistics memo below does not reach that pass: a 16x8 file calibrates on its own.
+
 No network: onnx2tf fetches a sample image file for its shape-estimation dummy inference (and for
 calibration when none is given). Here that function returns the job's own calibration images, and the
 protocol's child refuses socket connections, so a future onnx2tf that tries anything else fails instead of
 reaching out.
 
 The job holds: onnx, workdir, calib (an .npy of NHWC images, uint8 0..255 or float32 0..1), outputs (list of
-{path, granularity}), io_dtype, and optionally statistics (a folder for calibration statistics) with calib_hash
-(the images' hash, part of their key).
+{path, granularity, activations (int8, or int16 for 16x8), io_dtype}), and optionally statistics (a folder for
+calibration statistics) with calib_hash (the images' hash, part of their key).
 """
 
 from __future__ import annotations
@@ -188,7 +196,6 @@ def run(job: dict) -> dict:
     holder.serve = serve
     concrete = serve.get_concrete_function()
     _calibrate_once(Path(job["statistics"]) if job.get("statistics") else None, job.get("calib_hash", ""))
-    io_type = {"int8": tf.int8, "uint8": tf.uint8}[job["io_dtype"]]
     built = []
     for spec in job["outputs"]:
         t = time.perf_counter()
@@ -196,7 +203,13 @@ def run(job: dict) -> dict:
             converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([b] for b in _images(calib))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            int16 = spec["activations"] == "int16"
+            # 16x8: int16 activations, int8 weights, int64 biases, every op or none (the converter has no per-op
+            # choice of 16x8 and refuses int8/uint8 I/O for it: int16 I/O)
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16
+                else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io_type = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec["io_dtype"]]
             converter.inference_input_type = io_type
             converter.inference_output_type = io_type
             converter._experimental_disable_per_channel = spec["granularity"] == "per-tensor"

@@ -24,17 +24,22 @@ METHOD_HELP = {
     "mse": "the clip range minimising the expected quantization error on the histogram",
 }
 CHOOSABLE = ("default", "auto", *METHODS)
+WHOLE_MODEL = "*"  # a kept-layer list naming every layer: the whole model in the higher precision (as `ops: ["*"]`)
 
 
 class HigherPrecision(BaseModel):
     """What keeping a layer out of INT8 gives on this target, and how edgeq asks the quantizer for it. `int16`
     is 16-bit activations with 8-bit weights (a target's w8a16 / 16x8 mode): the emulation treats a kept layer
-    as float either way, its error being 256 times smaller than INT8's."""
+    as float either way, its error being 256 times smaller than INT8's. `scope: model`: the quantizer gives it to
+    the whole model or to nothing (the TFLite converter's 16x8 mode), so the search's one step is the whole model
+    in it, and `--keep-float` has no per-layer meaning there."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     precision: Literal["fp32", "fp16", "int16"]
     how: str  # e.g. "NNCF ignored scope", shown in the report
+    scope: Literal["layer", "model"] = "layer"
+    scope_why: str = ""  # for scope model: why no single layer can be kept (the report and the refusal say it)
 
     @property
     def bits(self) -> int:

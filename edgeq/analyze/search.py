@@ -1,6 +1,8 @@
 """Mixed precision under an accuracy budget: keep the most sensitive layers in the target's higher precision, in
 rank order, re-building and re-evaluating the real artifact at each step, until the drop is within budget or a
-stop rule is met (the layer limit, or the latency gain over FP32 gone).
+stop rule is met (the layer limit, or the latency gain over FP32 gone). Where the target's higher precision is the
+whole model's or nothing (`HigherPrecision.scope: model`, the TFLite converter's 16x8), there is one step: the whole
+model in it, built and evaluated like any other (`kept` is `[WHOLE_MODEL]`), and no ranking.
 
 The loop is here; what a step is (build the target's artifact with some layers kept, evaluate it, time it) is a
 callback from the pipeline, so this module knows no backend. Full-integer targets cannot keep float layers on
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from edgeq.analyze.scheme import QuantScheme
+from edgeq.analyze.scheme import WHOLE_MODEL, QuantScheme
 
 
 @dataclass
@@ -29,6 +31,14 @@ class StepResult:
     latency_ms: float | None = None  # where the target's latency is measured here
     within_budget: bool = False
     drop_interval: list[float] | None = None  # the drop's 95% interval (edgeq.evaluation.uncertainty)
+
+    @property
+    def whole_model(self) -> bool:
+        return WHOLE_MODEL in self.kept
+
+    def kept_label(self) -> str:
+        """How many layers the step keeps, in words for the report: a count, or "all" for the whole model."""
+        return "all" if self.whole_model else str(len(self.kept))
 
 
 @dataclass
@@ -83,6 +93,8 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
         result.stopped = f"no higher precision on this target: {scheme.no_higher_precision_why}"
         result.remedy = scheme.training_remedy
         return result
+    if hp.scope == "model":
+        return _whole_model_step(result, scheme, build_step, fp32_latency_ms, log)
     if not ranked:
         result.stopped = "no layer left to keep in higher precision"
         return result
@@ -107,6 +119,30 @@ def run_search(start: StepResult, ranked: Sequence[str], forced: Sequence[str], 
             break
     else:
         result.stopped = f"layer limit reached ({min(max_layers, len(ranked))} layers kept, search.max_layers)"
+    result.remedy = scheme.training_remedy
+    return result
+
+
+def _whole_model_step(result: SearchResult, scheme: QuantScheme, build_step: Callable[[int, list[str]], StepResult],
+                      fp32_latency_ms: Callable[[], float | None], log: Callable[[str], None]) -> SearchResult:
+    """The one step of a target whose higher precision is the whole model's: built, evaluated and timed as a
+    per-layer step is, within budget or not."""
+    hp = scheme.higher_precision
+    log(f"search step 1: the whole model in {hp.precision} ({hp.how}): {hp.scope_why}")
+    step = build_step(1, [WHOLE_MODEL])
+    step.within_budget = step.drop_map50_95 <= result.budget
+    result.fp32_latency_ms = fp32 = fp32_latency_ms()
+    result.steps.append(step)
+    log(f"search step 1: {step.artifact} mAP50-95 {step.map50_95:.2f}, drop {step.drop_map50_95:.2f}"
+        f"{'' if step.latency_ms is None else f', {step.latency_ms:.1f} ms'}")
+    if step.within_budget:
+        result.chosen = step.artifact
+        result.stopped = f"within budget with the whole model in {hp.precision} ({hp.how})"
+        if fp32 is not None and step.latency_ms is not None and step.latency_ms >= fp32:
+            result.stopped += f", but slower than FP32 here ({step.latency_ms:.1f} ms, FP32 {fp32:.1f} ms)"
+        return result
+    result.stopped = (f"the whole model in {hp.precision} is still over budget (drop {step.drop_map50_95:.2f}); "
+                      f"no step in between: {hp.scope_why}")
     result.remedy = scheme.training_remedy
     return result
 

@@ -59,7 +59,7 @@ def test_defaults_per_target() -> None:
 
 def test_checker_flags_silu_for_edgetpu_once_with_the_fix(onnx_pair, tmp_path) -> None:
     models, detector = onnx_pair("demo-yolov8n-silu.yaml")
-    job = make_job("edgetpu", models, detector.head, tmp_path / "s", activations=detector.activations)
+    job = make_job("edgetpu", models, detector.head, tmp_path / "s", source_activations=detector.activations)
     findings = TFLiteBackend().check(job)
     assert [f.rule for f in findings] == ["edgetpu.silu"]
     silu = findings[0]

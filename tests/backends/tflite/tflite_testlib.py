@@ -24,11 +24,11 @@ def need_stack() -> None:
 
 
 def make_job(target: str, models, head: HeadSpec, staging: Path, calibration=(), allow_fallback=None,
-             activations=None, **options) -> Job:
+             source_activations=None, **options) -> Job:
     from edgeq_tflite import TFLiteBackend
 
     backend = TFLiteBackend()
     staging.mkdir(parents=True, exist_ok=True)
     return make_backend_job(backend, target, options=options, allow_fallback=allow_fallback, head=head,
                             body_onnx=models.body, full_onnx=models.full, calibration=calibration, staging=staging,
-                            activations=activations or {}, progress=False)
+                            activations=source_activations or {}, progress=False)

@@ -96,6 +96,28 @@ def test_search_stops_when_the_latency_gain_is_gone():
     assert built == [["forced", "l1"]] and result.chosen is None and "latency gain gone" in result.stopped
 
 
+def test_a_whole_model_higher_precision_is_one_step_with_no_ranking():
+    from edgeq.analyze.scheme import WHOLE_MODEL, HigherPrecision
+
+    whole = scheme(higher_precision=HigherPrecision(precision="int16", how="16x8 for the whole file", scope="model",
+                                                    scope_why="no per-op choice"), training_remedy="swap to ReLU6")
+    start = StepResult(0, [], "int8", "p0", map50_95=45.0, drop_map50_95=3.0)
+    for drop, chosen in ((0.4, "16x8"), (2.0, None)):
+        built = []
+
+        def build(step, kept, drop=drop):
+            built.append(list(kept))
+            return StepResult(step, kept, "16x8", "p1", map50_95=48.0 - drop, drop_map50_95=drop)
+
+        result = run_search(start, [], [], 1.0, 16, whole, build, lambda: None, lambda m: None)
+        assert built == [[WHOLE_MODEL]] and result.chosen == chosen and result.steps[-1].kept_label() == "all"
+        if chosen:
+            assert "within budget with the whole model in int16" in result.stopped and not result.remedy
+        else:
+            assert "still over budget" in result.stopped and "no per-op choice" in result.stopped
+            assert result.remedy == "swap to ReLU6"
+
+
 def test_float_layer_costs_count_what_follows_a_cut(demo_onnx):
     import onnx
 

@@ -616,11 +616,12 @@ def _search(job: Job, backend: Backend, analysis: _LazyAnalysis, primary: Artifa
         return SearchResult(budget=budget, requested=str(recipe.max_drop), steps=[start],
                             stopped=f"target {job.target} describes no quantization scheme: nothing to search")
     asked = f"{recipe.max_drop} = {budget:.3g} points" if isinstance(recipe.max_drop, str) else budget
-    log(f"{primary.name} loses {primary.drop_map50_95:.2f} points, over --max-drop {asked}: ranking layers for "
-        f"the mixed-precision search")
+    hp = plan.scheme.higher_precision
+    log(f"{primary.name} loses {primary.drop_map50_95:.2f} points, over --max-drop {asked}: "
+        + ("building the whole model in the higher precision" if hp and hp.scope == "model" else
+           "ranking layers for the mixed-precision search"))
     from edgeq.analyze.analysis import MapScorer
 
-    hp = plan.scheme.higher_precision
     ranked = []
     if hp is None or hp.scope == "layer":  # a whole-model higher precision has one step and nothing to rank
         layer_analysis = analysis.get()

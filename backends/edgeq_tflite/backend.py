@@ -51,11 +51,11 @@ from edgeq_tflite.options import OPTIONS
 
 HERE = Path(__file__).parent
 _HEAD_NOTES = {
-    "detached": "INT8 body, box/class logits per scale as separate tensors; DFL, box decode and sigmoid run on "
+    "detached": "{kind} body, box/class logits per scale as separate tensors; DFL, box decode and sigmoid run on "
                 "the host in FP32 (edgeq.hostside.decode_detached with {head_json}, shipped in the deploy kit)",
-    "normalized": "INT8 including the decode head, boxes in 0..1 from normalized scaling factors "
+    "normalized": "{kind} including the decode head, boxes in 0..1 from normalized scaling factors "
                   "(multiply by the input size on the host)",
-    "pixel": "INT8 including the decode head, boxes in pixels sharing one INT8 output with 0..1 scores (the "
+    "pixel": "{kind} including the decode head, boxes in pixels sharing one integer output with 0..1 scores (the "
              "naive export, shown for comparison)",
 }
 
@@ -213,7 +213,7 @@ class TFLiteBackend(Backend):
         findings = [Finding(f.rule, f.severity, f"{path.stem}: {f.where}", f.message, f.fix)
                     for f in _collapse(table.findings)]
         companions = [path.with_name(f"{path.stem}-ops.md")]
-        notes = [_HEAD_NOTES[head].format(head_json=f"{path.stem}-head.json"),
+        notes = [_HEAD_NOTES[head].format(kind={"int8": "INT8", "int16": "16x8"}[kind], head_json=f"{path.stem}-head.json"),
                  f"{_KIND_NOTE[kind]}, {granularity} weights, {_io_dtype(job.options, kind)} I/O, "
                  f"{conv.calibration_images} calibration images"
                  + (f" (conversion from edgeq's cache, {conv.cached[path.name]})" if path.name in conv.cached else ""),

@@ -60,3 +60,16 @@ def test_a_missing_split_is_one_line(dataset):
     data.write_text("val: images/nowhere\nnames: [x, y]\n")
     with pytest.raises(hostside.ValidationError, match="which does not exist"):
         hostside.split_images(data, "val")
+
+
+def test_the_kit_needs_only_numpy_opencv_and_a_metric_package():
+    """hostside.py runs on the device as it is: nothing of edgeq, Ultralytics or PyYAML."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    tree = ast.parse(Path(hostside.__file__).read_text())
+    modules = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    outside = {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names}
+    assert outside == {"numpy", "cv2", "faster_coco_eval", "pycocotools.coco", "pycocotools.cocoeval"}

@@ -43,7 +43,8 @@ class LiteRTRunner(Runner):
 
         self.interpreter = self._interpreter()
         version = getattr(ai_edge_litert, "__version__", "")
-        kernels = {"BUILTIN_REF": "reference integer kernels", "AUTO": "optimized kernels",
+        sixteen = self.interpreter.get_input_details()[0]["dtype"] == np.int16  # a 16x8 file: int16 I/O
+        kernels = {"BUILTIN_REF": f"reference {'16x8' if sixteen else 'INT8'} kernels", "AUTO": "optimized kernels",
                    "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "optimized builtin kernels"}.get(self.resolver, self.resolver)
         if self.parallel > 1:  # processes: LiteRT holds the GIL while it invokes
             import multiprocessing

@@ -11,7 +11,8 @@ change between releases; what is named here changes only with a note in ARCHITEC
     running            Runner, BatchNotSupported, OnnxRuntimeRunner
     toolchains         ToolchainSpec, WorkerCall, run_worker (edgeq.toolchains: the worker protocol)
     errors             EdgeqError, StageError, MissingDependencyError, PluginError
-    plumbing           bar, log, cache_dir
+    plumbing           bar, log, cache_dir, cpus (the CPUs this process may use: a --jobs worker's share),
+                       importable (whether a dotted module can be imported, without importing it)
 """
 
 from edgeq.analyze.ranges import collect_histograms
@@ -33,7 +34,7 @@ from edgeq.backend import (
     TargetProfile,
     load_profiles,
 )
-from edgeq.env import cache_dir, cpus
+from edgeq.env import cache_dir, cpus, importable
 from edgeq.errors import EdgeqError, MissingDependencyError, StageError
 from edgeq.graph import onnx_layers, tensor_infos
 from edgeq.head import HEAD_PREFIX, INPUT_NAME, OUTPUT_NAME, HeadLayout, HeadSpec, attach_head
@@ -51,6 +52,6 @@ __all__ = [
     "PluginError", "Precision", "QuantAwareTraining", "QuantPlan", "QuantScheme", "Role", "RuleTable", "Runner",
     "ScaleTie",
     "Severity", "WHOLE_MODEL", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec", "WorkerCall",
-    "attach_head", "bar", "cache_dir", "collect_histograms", "cpus", "export_onnx", "load_profiles", "log",
+    "attach_head", "bar", "cache_dir", "collect_histograms", "cpus", "importable", "export_onnx", "load_profiles", "log",
     "onnx_layers", "predicate", "run_worker", "tensor_infos", "tied_groups",
 ]

@@ -87,7 +87,7 @@ class VelaReport:
 
 
 def available() -> bool:
-    from edgeq.env import importable
+    from edgeq.plugin import importable
 
     return importable("ethosu.vela")
 

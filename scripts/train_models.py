@@ -14,9 +14,10 @@ schedule and its close_mosaic epochs at the end).
                                  today's heads on the same shapes (end-to-end YOLO26, YOLOv10; YOLO11)
     hardhat-yolov8n-silu / -relu6, hardhat-yolo26n, hardhat-yolo11n
                                  real photographs (../shared/datasets/hardhat, Roboflow labels as exported), 640 px
-    shapes2-yolo26n-a / -b / -c  YOLO26n "trained elsewhere" (issue 23): scripts/shapes_v2.py's other shapes and
+    shapes2-yolo26n-a / -b / -c / -d
+                                 YOLO26n "trained elsewhere" (issue 23): scripts/shapes_v2.py's other shapes and
                                  rendering; -a is the issue's recipe, -b the same with other data and seed, -c
-                                 another recipe
+                                 another recipe, -d SGD with cosine LR
     shapes-yolo26n-sgd           YOLO26n on edgeq's shapes, other images (seed 2000), SGD, cosine LR
 The benchmark ones (all but demo-yolov8n-*) are kept out of the wheel (benchmarks/models).
 
@@ -102,6 +103,8 @@ JOBS: dict[str, TrainJob] = {
     "shapes2-yolo26n-b": TrainJob("yolo26n.yaml", "shapes_v2", 320, **{**_V2_RECIPE, "data_seed": 2, "seed": 1}),
     "shapes2-yolo26n-c": TrainJob("yolo26n.yaml", "shapes_v2", 320, data_seed=3, train_images=4000, epochs=40, batch=32,
                                   optimizer="AdamW", lr0=0.002, seed=5, cos_lr=True),
+    "shapes2-yolo26n-d": TrainJob("yolo26n.yaml", "shapes_v2", 320, data_seed=4, train_images=4000, epochs=40, batch=64,
+                                  optimizer="SGD", lr0=0.01, seed=3, amp=True, cos_lr=True),
     "shapes-yolo26n-sgd": TrainJob("yolo26n.yaml", "shapes", 320, data_seed=2000, train_images=4000, epochs=60,
                                    optimizer="SGD", lr0=0.01, seed=2, amp=True, cos_lr=True),
 }

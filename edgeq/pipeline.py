@@ -565,7 +565,7 @@ def _real_method_scores(job: Job, backend: Backend, methods, recipe: Recipe, sta
     images = [job.calibration[i] for i in range(min(recipe.analysis.metric_images, len(job.calibration)))]
     references: dict[Path, list] = {}
     scores = []
-    trials = staging / ".calibration-trial"
+    trials = staging / f".calibration-trial-{job.target}"  # one per target: --jobs runs targets at once
     try:
         for method in methods:
             log(f"calibration auto: building with {method}")

@@ -104,7 +104,7 @@ class OnnxRuntimeBackend(Backend):
         opts: OnnxRuntimeOptions = job.options
         out = job.staging / job.target
         out.mkdir(parents=True, exist_ok=True)
-        work = job.staging / ".onnxruntime-work"
+        work = job.staging / f".{job.target}-work"  # one per target, as in every family
         kept = f"; {len(job.keep_float)} layer(s) kept in FP32" if job.keep_float else ""
         what = (f"ONNX Runtime static INT8 ({', '.join(opts.ops)}; {'per-channel' if opts.per_channel else 'per-tensor'} "
                 f"weights, {opts.activation_type} activations, calibration {job.calibration_method}{kept})")

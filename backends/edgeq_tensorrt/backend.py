@@ -147,7 +147,7 @@ class TensorRTBackend(Backend):
         return QuantPlan(scheme, float_layers=float_layers)
 
     def build(self, job: Job) -> BuildResult:
-        work = job.staging / ".tensorrt-work"
+        work = job.staging / f".{job.target}-work"  # one per target: --jobs builds a family's targets at once
         try:
             return _PIPELINES[job.profile.build]().build(job, work)
         finally:

@@ -147,7 +147,7 @@ class TFLiteBackend(Backend):
         from edgeq_tflite.convert import Wanted, convert_onnx, write_calibration
 
         opts = job.options
-        work = job.staging / ".tflite-work"
+        work = job.staging / f".{job.target}-work"  # one per target: --jobs builds a family's targets at once
         out_dir = _mkdir(job.staging / job.target)
         result = BuildResult([])
         try:

@@ -109,7 +109,7 @@ def test_dla_build_emits_cache_scripts_and_table(dla_build):
     assert sorted(p.name for p in (job.staging / "dla" / "tensorrt11").iterdir()) == [
         "build_dla.py", "build_dla.sh", "emulation", "model-dla-layers.md", "model-head.json", "model-io.json",
         "model.onnx"]
-    assert not (job.staging / ".tensorrt-work").exists()
+    assert not (job.staging / f".{job.target}-work").exists()
     model = onnx.load(str(out / "model.onnx"))
     assert not [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert [o.name for o in model.graph.output] == job.head.body_outputs  # detached: ends at box_i / cls_i

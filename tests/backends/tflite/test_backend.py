@@ -140,4 +140,4 @@ def test_converter_failure_is_a_stage_error_with_the_log_kept(tmp_path) -> None:
     assert log.parent == root and log.name == "tflite-detached.log"  # the job's log folder, where core keeps logs
     assert "EdgeqNoSuchOp" in log.read_text() or "Traceback" in log.read_text()
     assert str(log) in err.value.one_line() and "\n" not in err.value.one_line()
-    assert not any(job.staging.rglob("*.tflite")) and not (job.staging / ".tflite-work").exists()
+    assert not any(job.staging.rglob("*.tflite")) and not (job.staging / f".{job.target}-work").exists()

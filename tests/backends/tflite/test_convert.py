@@ -38,7 +38,7 @@ def test_two_artifacts_with_companions_and_no_leftovers(built) -> None:
         assert "decode_detached" in a.note and head_json.name in a.note
         assert "| # | op |" in ops_md.read_text()
         assert a.extra["full_integer"] and a.extra["fp32_conversion_rel_error"] < 1e-3
-    assert not (job.staging / ".tflite-work").exists()
+    assert not (job.staging / f".{job.target}-work").exists()
     assert {p.name for p in job.staging.iterdir()} == {"tflite"}
 
 

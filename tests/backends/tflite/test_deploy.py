@@ -17,8 +17,11 @@ def kits(tmp_path_factory):
     from edgeq.cli import main
 
     out = tmp_path_factory.mktemp("kits") / "out"
-    code = main(["export", "--target", "tflite,edgetpu", "--out", str(out), "--calib-images", "32", "--val-images",
-                 "16", "--no-progress", "--set", "options.heads=detached", "--set", "evaluation.latency_runs=0"])
+    # --jobs 2: both targets of the family built at once in worker processes (they once shared a work folder that
+    # the first to finish deleted under the other)
+    code = main(["export", "--target", "tflite,edgetpu", "--jobs", "2", "--out", str(out), "--calib-images", "32",
+                 "--val-images", "16", "--no-progress", "--set", "options.heads=detached", "--set",
+                 "evaluation.latency_runs=0"])
     assert code == 0
     return out
 

@@ -42,6 +42,10 @@ def open_any(path: Path, layout: HeadLayout | None, imgsz: int | None, head_json
     imgsz = imgsz or static or 640
     if head_json:
         head = _head_from_json(head_json)
+        if layout is None:  # per-scale outputs named as the head says: detached; else decoded, told below
+            layout = _layout_beside_a_head(runner, path, head, imgsz)
+        if layout is HeadLayout.DETACHED:
+            return runner, head, layout
     elif layout is HeadLayout.DETACHED:
         raise EdgeqError("a detached artifact needs its head parameters", "pass --head-json <artifact>-head.json")
     else:  # decoded output: nc from the output width; strides do not matter for decoded boxes
@@ -75,6 +79,25 @@ def open_any(path: Path, layout: HeadLayout | None, imgsz: int | None, head_json
         if OUTPUT_NAME not in out:  # one decoded output under another name (a LiteRT signature's output_0)
             runner = _OneOutput(runner)
     return runner, head, layout
+
+
+def _layout_beside_a_head(runner: Runner, path: Path, head: HeadSpec, imgsz: int) -> HeadLayout:
+    """--head-json without --layout: the head's per-scale outputs by name mean a detached file (as edgeq's kits
+    ship them); one decoded output is told apart as without a head (selected by shape, normalized by range)."""
+    import numpy as np
+
+    with loaded(runner, path):
+        out = runner.infer(np.zeros((*(runner.input_shape or (1,))[:1], 3, imgsz, imgsz), np.float32))
+    if set(head.body_outputs) <= set(out):
+        return HeadLayout.DETACHED
+    if OUTPUT_NAME not in out:
+        raise EdgeqError(f"'{path.name}' has outputs {sorted(out)}: neither the head's per-scale outputs "
+                         f"({', '.join(head.body_outputs[:2])}, ...) nor one decoded '{OUTPUT_NAME}'",
+                         "pass --layout, or the head description exported with this file")
+    decoded = out[OUTPUT_NAME]
+    if decoded.ndim == 3 and decoded.shape[2] == 6 and decoded.shape[1] != 6:
+        return HeadLayout.SELECTED
+    return HeadLayout.NORMALIZED if float(np.abs(decoded[:, :4]).max()) <= 2.0 else HeadLayout.PIXEL
 
 
 class _OneOutput(Runner):

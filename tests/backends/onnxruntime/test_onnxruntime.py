@@ -78,9 +78,11 @@ def test_kit_infer_prints_the_detections_edgeq_scored(demo_export, small_data):
 
 
 def test_search_keeps_the_ruinous_layer_in_fp32(cli, tmp_path, outlier_pt, small_data):
+    """Untimed (latency_runs=0): three timed rounds on a loaded CI machine once put a step with one float layer
+    above FP32's latency, which ends a search ('latency gain gone') before the ranked layer it tests is reached."""
     out = tmp_path / "ort"
     code, _, err = _export(cli, out, "--max-drop", "1.0", "--set", "options.compare_attached_head=false",
-                           data=small_data, model=outlier_pt)
+                           "--set", "evaluation.latency_runs=0", data=small_data, model=outlier_pt)
     assert code == 0, err
     search = json.loads((out / "report.json").read_text())["search"]
     assert search["steps"][0]["drop_map50_95"] > 1.0 and search["chosen"] and OUTLIER_LAYER in search["ranked"][:3]

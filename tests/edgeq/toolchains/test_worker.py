@@ -80,7 +80,16 @@ def test_a_hung_worker_is_killed_at_its_timeout(call, tmp_path):
     assert time.perf_counter() - started < 30 and _gone(tmp_path / "pid")
 
 
-def test_ctrl_c_kills_the_child(call, tmp_path):
+@pytest.fixture
+def ctrl_c_handled():
+    """Python's own Ctrl-C handler for the test: a test run started in the background by a non-interactive shell
+    inherits SIGINT ignored (Python then installs no handler), and the signal would never reach the wait."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_kills_the_child(call, tmp_path, ctrl_c_handled):
     def interrupt():
         while not (tmp_path / "pid").exists():
             time.sleep(0.05)

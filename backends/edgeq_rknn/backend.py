@@ -20,7 +20,9 @@ the heap addresses the toolkit writes into it).
 
 Precision: `options.dtype` (the toolkit's `quantized_dtype`: w8a8 by default, w8a16 / w16a16i where the chip has
 them, fp16 for no quantization), per-channel weights unless `options.per_channel: false`; `calibration.method`
-minmax / entropy / mse is the toolkit's quantized_algorithm normal / kl_divergence / mmse.
+minmax / entropy / mse is the toolkit's quantized_algorithm normal / kl_divergence / mmse. Layers kept out of
+INT8 (`--keep-float`, and every step of the `--max-drop` search) are the toolkit's hybrid quantization: float16 on
+the NPU (`hybrid_pairs`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ class RknnBackend(Backend):
     def check(self, job: Job) -> list[Finding]:
         profile: RknnProfile = job.profile
         opts: RknnOptions = job.options
+        if job.keep_float and opts.dtype == "fp16":
+            raise EdgeqError("--keep-float keeps layers out of INT8, but options.dtype=fp16 quantizes nothing",
+                             "drop --keep-float, or build options.dtype=w8a8 with the layers kept in float16")
         if opts.dtype not in profile.dtypes:
             raise EdgeqError(f"{job.target} does not build options.dtype={opts.dtype}"
                              f"{': ' + profile.dtypes_why if profile.dtypes_why else ''}",
@@ -129,6 +134,7 @@ class RknnBackend(Backend):
                          ("-pixel-head", job.full_onnx, HeadLayout.PIXEL, Role.COMPARISON, None,
                           "decode head inside, boxes in pixels (a plain export)")]
         artifacts = []
+        kept = f", {len(job.keep_float)} layer(s) in float16 (hybrid quantization)" if job.keep_float else ""
         for suffix, source, layout, role, head, where in variants:
             path = out / f"model-{tag}{suffix}.rknn"
             work = {"mode": "build", "onnx": str(source), "out": str(path), "dataset": str(dataset),
@@ -137,10 +143,11 @@ class RknnBackend(Backend):
                     "quantized_algorithm": ALGORITHMS[job.calibration_method],
                     "quantized_method": "channel" if opts.per_channel else "layer",
                     "optimization_level": opts.optimization_level, "imgsz": job.head.imgsz,
+                    "float16_layers": hybrid_pairs(job.graph(source).graph, job.keep_float) if quantized else [],
                     "toolkit_version": TOOLKIT_VERSION, "version_why": VERSION_WHY}
             name = f"{job.target}-{tag}{suffix}"
             log(f"{job.target}: rknn-toolkit2 converting {source.name} -> {path.name} "
-                f"({len(job.calibration)} calibration images, {work['quantized_algorithm']})")
+                f"({len(job.calibration)} calibration images, {work['quantized_algorithm']}{kept})")
             built = run_worker(self.toolchain.python_path(), WorkerCall(
                 script=HERE / "worker.py", job=work, workdir=scratch / f"build{suffix}",
                 log=job.log_dir / f"{name}-build.log", stage="rknn-build", timeout_s=opts.timeout_s))
@@ -148,10 +155,10 @@ class RknnBackend(Backend):
                         "socket": str(scratch / f"sim{suffix}.sock")}
             artifacts.append(Artifact(
                 name=name, target=job.target, variant=f"{tag}{suffix}", path=path, role=role,
-                precision=_precision(opts.dtype, head), layout=layout, status=job.profile.figures,
+                precision=_precision(opts.dtype, head, job.keep_float), layout=layout, status=job.profile.figures,
                 note=f"rknn-toolkit2 {built['toolkit_version']} {opts.dtype} for {job.profile.platform} "
                      f"({'per-channel' if opts.per_channel else 'per-layer'} weights, quantized_algorithm "
-                     f"{work['quantized_algorithm']}); {where}; scored by the toolkit's simulator",
+                     f"{work['quantized_algorithm']}{kept}); {where}; scored by the toolkit's simulator",
                 open_runner=self._runner(path, source, simulate, WorkerCall(
                     script=HERE / "worker.py", job=simulate, workdir=scratch / f"simulate{suffix}",
                     log=job.log_dir / f"{name}-simulator.log", stage="rknn-simulator", timeout_s=opts.timeout_s),
@@ -177,10 +184,45 @@ class RknnBackend(Backend):
                         "python3 infer.py image.jpg --core-mask 0_1_2      # RK3588: all three NPU cores")
 
 
-def _precision(dtype: str, head: str | None) -> Precision:
+def _precision(dtype: str, head: str | None, kept: tuple[str, ...] = ()) -> Precision:
     weights, activations = {"w8a8": ("int8", "int8"), "w8a16": ("int8", "int16"), "w16a16i": ("int16", "int16"),
                             "fp16": ("fp16", "fp16")}[dtype]
-    return Precision(weights, activations, head)
+    return Precision(weights, activations, head, tuple((name, "fp16") for name in kept) if dtype != "fp16" else ())
+
+
+def hybrid_pairs(graph, layers: tuple[str, ...]) -> list[list[str]]:
+    """The toolkit's `custom_hybrid` for `layers` (ONNX node names, as edgeq's analysis and search name them): one
+    [input tensor, output tensor] pair per layer, the subgraph between them kept in float16. A Conv whose output
+    feeds only a SiLU (x * sigmoid(x)) takes the SiLU's output as its end, because the NPU runs the pair as one
+    fused op (exSwish) and a float16 conv ending in an INT8 SiLU keeps the rounding the layer was kept to avoid."""
+    nodes = {n.name: n for n in graph.node}
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    pairs = []
+    for name in layers:
+        node = nodes.get(name)
+        if node is None:
+            raise EdgeqError(f"--keep-float names '{name}', which is not a layer of the model",
+                             "name ONNX nodes as `edgeq analyze --target <rk target>` lists them")
+        first = next((t for t in node.input if t and t not in consts), None)
+        if first is None:
+            raise EdgeqError(f"--keep-float names '{name}', which has no activation input to keep in float16",
+                             "keep a layer that computes on activations (a Conv, Add, Concat ...)")
+        pairs.append([first, _silu_end(node.output[0], consumers)])
+    return pairs
+
+
+def _silu_end(tensor: str, consumers: dict) -> str:
+    """`tensor`, or the output of the SiLU it feeds alone (Sigmoid(x) and Mul(x, Sigmoid(x)))."""
+    users = consumers.get(tensor, [])
+    sigmoid = next((u for u in users if u.op_type == "Sigmoid"), None)
+    mul = next((u for u in users if u.op_type == "Mul"), None)
+    if len(users) == 2 and sigmoid is not None and mul is not None and sigmoid.output[0] in mul.input:
+        return mul.output[0]
+    return tensor
 
 
 def _output_shapes(onnx_path: Path) -> dict[str, tuple[int, ...]]:

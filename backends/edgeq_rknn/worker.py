@@ -2,7 +2,8 @@
 protobuf 4.25), where edgeq is not installed, through edgeq's worker protocol (`edgeq_worker`).
 
     mode "build"     load the ONNX, configure (mean/std, target platform, dtype, algorithm, granularity), quantize
-                     on the calibration set, export the .rknn
+                     on the calibration set (with `float16_layers`: the toolkit's two-step hybrid quantization,
+                     those layers in float16 on the NPU), export the .rknn
     mode "simulate"  the same conversion, then the toolkit's simulator (`init_runtime()` with no target) serving
                      inference requests over a Unix socket the parent listens on, until it says "close" or hangs up
 
@@ -70,12 +71,56 @@ def _convert(job):
     _check(rknn.config(**config), "rknn-config", "config()")
     _check(rknn.load_onnx(model=job["onnx"]), "rknn-load", f"load_onnx({job['onnx']}) (see the log; an opset above "
            "19 or an op the toolkit does not know fails here)")
+    if job["quantize"] and job.get("float16_layers"):
+        return _hybrid(rknn, config, job)
     if job["quantize"]:
         _check(rknn.build(do_quantization=True, dataset=job["dataset"]), "rknn-build",
                "build(do_quantization=True) (the quantizer)")
     else:
         _check(rknn.build(do_quantization=False), "rknn-build", "build(do_quantization=False)")
     return rknn
+
+
+def _hybrid(rknn, config, job):
+    """The toolkit's hybrid quantization: step 1 calibrates and writes <stem>.model/.data/.quantization.cfg into
+    the working folder with the subgraphs between each [input tensor, output tensor] pair of `float16_layers`
+    marked float16 (its `custom_hybrid`); step 2, in a new RKNN configured the same, builds from those files.
+    A pair the toolkit did not find leaves the config's custom_quantize_layers short, which is refused here: the
+    build would silently be all INT8."""
+    from rknn.api import RKNN
+
+    pairs = [list(p) for p in job["float16_layers"]]
+    _check(rknn.hybrid_quantization_step1(dataset=job["dataset"], custom_hybrid=pairs), "rknn-build",
+           "hybrid_quantization_step1() (the quantizer, with the float16 layers)")
+    rknn.release()
+    stem = os.path.splitext(os.path.basename(job["onnx"]))[0]
+    cfg = f"{stem}.quantization.cfg"
+    marked = _float16_tensors(cfg)
+    missing = [p for p in pairs if p[1] not in marked]
+    if missing:
+        raise Failure("rknn-build", f"rknn-toolkit2 marked no float16 layer for {missing[0]} "
+                      f"({len(missing)} of {len(pairs)} pairs unmatched; the quantization config is {cfg})")
+    log(f"hybrid quantization: {len(marked)} tensors float16 for {len(pairs)} kept layers")
+    rknn = RKNN(verbose=job.get("verbose", False))
+    _check(rknn.config(**config), "rknn-config", "config()")
+    _check(rknn.hybrid_quantization_step2(model_input=f"{stem}.model", data_input=f"{stem}.data",
+                                          model_quantization_cfg=cfg), "rknn-build",
+           "hybrid_quantization_step2() (the build with the float16 layers)")
+    return rknn
+
+
+def _float16_tensors(cfg):
+    """The tensor names under `custom_quantize_layers:` marked float16 in the toolkit's quantization config (YAML
+    whose top-level block of that name is flat `<tensor>: float16` lines, so it is read by lines)."""
+    marked, inside = set(), False
+    with open(cfg, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith(" "):
+                inside = line.startswith("custom_quantize_layers:")
+                continue
+            if inside and line.rstrip().endswith(": float16"):
+                marked.add(line.strip()[:-len(": float16")])
+    return marked
 
 
 def _check(code, stage, what):

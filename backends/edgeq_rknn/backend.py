@@ -22,7 +22,7 @@ Precision: `options.dtype` (the toolkit's `quantized_dtype`: w8a8 by default, w8
 them, fp16 for no quantization), per-channel weights unless `options.per_channel: false`; `calibration.method`
 minmax / entropy / mse is the toolkit's quantized_algorithm normal / kl_divergence / mmse. Layers kept out of
 INT8 (`--keep-float`, and every step of the `--max-drop` search) are the toolkit's hybrid quantization: float16 on
-the NPU (`hybrid_pairs`).
+the NPU (`hybrid_layers`).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class RknnBackend(Backend):
                     "quantized_algorithm": ALGORITHMS[job.calibration_method],
                     "quantized_method": "channel" if opts.per_channel else "layer",
                     "optimization_level": opts.optimization_level, "imgsz": job.head.imgsz,
-                    "float16_layers": hybrid_pairs(job.graph(source).graph, job.keep_float) if quantized else [],
+                    **hybrid_layers(job.graph(source).graph, job.keep_float if quantized else ()),
                     "toolkit_version": TOOLKIT_VERSION, "version_why": VERSION_WHY}
             name = f"{job.target}-{tag}{suffix}"
             log(f"{job.target}: rknn-toolkit2 converting {source.name} -> {path.name} "
@@ -190,18 +190,22 @@ def _precision(dtype: str, head: str | None, kept: tuple[str, ...] = ()) -> Prec
     return Precision(weights, activations, head, tuple((name, "fp16") for name in kept) if dtype != "fp16" else ())
 
 
-def hybrid_pairs(graph, layers: tuple[str, ...]) -> list[list[str]]:
-    """The toolkit's `custom_hybrid` for `layers` (ONNX node names, as edgeq's analysis and search name them): one
-    [input tensor, output tensor] pair per layer, the subgraph between them kept in float16. A Conv whose output
-    feeds only a SiLU (x * sigmoid(x)) takes the SiLU's output as its end, because the NPU runs the pair as one
-    fused op (exSwish) and a float16 conv ending in an INT8 SiLU keeps the rounding the layer was kept to avoid."""
+def hybrid_layers(graph, layers: tuple[str, ...]) -> dict[str, list]:
+    """What the worker needs to keep `layers` (ONNX node names, as edgeq's analysis and search name them) in
+    float16: `float16_layers`, the toolkit's `custom_hybrid` (one [input tensor, output tensor] pair per layer, the
+    subgraph between them kept in float16), and `float16_inputs`, the tensors each kept layer reads, which the
+    toolkit would leave in INT8 as their producers write them (edgeq's scheme, like every target's, keeps a
+    float layer's inputs unquantized). A Conv whose output feeds only a SiLU (x * sigmoid(x)) ends at the SiLU's
+    output, and an input written by a SiLU brings the conv output inside it: the NPU runs the pair as one fused
+    op (exSwish) with the conv output stored in INT8 between them."""
     nodes = {n.name: n for n in graph.node}
     consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     consumers: dict[str, list] = {}
     for n in graph.node:
         for t in n.input:
             consumers.setdefault(t, []).append(n)
-    pairs = []
+    producers = {o: n for n in graph.node for o in n.output}
+    pairs, inputs = [], []
     for name in layers:
         node = nodes.get(name)
         if node is None:
@@ -212,7 +216,12 @@ def hybrid_pairs(graph, layers: tuple[str, ...]) -> list[list[str]]:
             raise EdgeqError(f"--keep-float names '{name}', which has no activation input to keep in float16",
                              "keep a layer that computes on activations (a Conv, Add, Concat ...)")
         pairs.append([first, _silu_end(node.output[0], consumers)])
-    return pairs
+        for tensor in (t for t in node.input if t and t not in consts):
+            inputs.append(tensor)
+            producer = producers.get(tensor)
+            if producer is not None and producer.op_type == "Mul" and _silu_end(producer.input[0], consumers) == tensor:
+                inputs.append(producer.input[0])
+    return {"float16_layers": pairs, "float16_inputs": list(dict.fromkeys(inputs))}
 
 
 def _silu_end(tensor: str, consumers: dict) -> str:

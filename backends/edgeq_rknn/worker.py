@@ -100,13 +100,34 @@ def _hybrid(rknn, config, job):
     if missing:
         raise Failure("rknn-build", f"rknn-toolkit2 marked no float16 layer for {missing[0]} "
                       f"({len(missing)} of {len(pairs)} pairs unmatched; the quantization config is {cfg})")
-    log(f"hybrid quantization: {len(marked)} tensors float16 for {len(pairs)} kept layers")
+    inputs = _mark_float16(cfg, job.get("float16_inputs", []), marked)
+    log(f"hybrid quantization: {len(marked) + len(inputs)} tensors float16 for {len(pairs)} kept layers "
+        f"({len(inputs)} of them the kept layers' inputs)")
     rknn = RKNN(verbose=job.get("verbose", False))
     _check(rknn.config(**config), "rknn-config", "config()")
     _check(rknn.hybrid_quantization_step2(model_input=f"{stem}.model", data_input=f"{stem}.data",
                                           model_quantization_cfg=cfg), "rknn-build",
            "hybrid_quantization_step2() (the build with the float16 layers)")
     return rknn
+
+
+def _mark_float16(cfg, tensors, marked):
+    """Add `tensors` (the kept layers' activation inputs, and for an input written by a SiLU the conv output
+    inside it) to the config's custom_quantize_layers as float16: the toolkit's custom_hybrid keeps the layers
+    between a pair in float16 but leaves the pair's input tensor as its producer writes it, in INT8, so a layer
+    whose input range is what ruins it (the planted outlier of the tests) would gain nothing. Tensors the config
+    does not quantize (the graph input) are left as they are."""
+    with open(cfg, encoding="utf-8") as f:
+        text = f.read()
+    head, sep, rest = text.partition("quantize_parameters:\n")
+    added = [t for t in dict.fromkeys(tensors) if t not in marked and f"\n    {t}:\n" in "\n" + rest]
+    if not added:
+        return []
+    head = head.replace("custom_quantize_layers: {}\n", "custom_quantize_layers:\n")
+    head += "".join(f"    {t}: float16\n" for t in added)
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write(head + sep + rest)
+    return added
 
 
 def _float16_tensors(cfg):

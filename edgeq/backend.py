@@ -412,10 +412,28 @@ class Backend(ABC):
         raise EdgeqError(f"target {target} offers no quantization-aware training",
                          f"train for one that does ({', '.join(offering) or 'none installed'}; see `edgeq targets`)")
 
+    def toolkit_layer_errors(self, job: Job, images: int) -> ToolkitLayerErrors | None:
+        """The target toolkit's own per-layer error measurement on `images` calibration images, for `edgeq
+        analyze` beside edgeq's emulation (where the vendor's simulator sees what an emulation may not: its
+        fused ops, its requantization); None where the toolkit has no such tool. Keys are the ONNX layer names
+        the analysis ranks."""
+        return None
+
     def onnx_rules(self, target: str) -> RuleTable | None:
         """The target's rule table for ONNX graphs (profile `rules.onnx`, relative to the family's folder)."""
         relative = self.profiles[target].rules.get("onnx")
         return RuleTable.load(Path(inspect.getfile(type(self))).parent / relative) if relative else None
+
+
+@dataclass(frozen=True)
+class ToolkitLayerErrors:
+    """A vendor toolkit's per-layer error of its quantized model against its own float run, by ONNX layer: what
+    `Backend.toolkit_layer_errors` returns and `edgeq analyze` reports beside its emulated metrics."""
+
+    tool: str  # e.g. "rknn-toolkit2 2.3.2 accuracy_analysis (simulator)"
+    metric: str  # what the figure is, e.g. "single-layer output cosine (golden input)"
+    images: int
+    cosine: dict[str, float]  # ONNX layer name -> the figure (1.0: identical)
 
 
 def make_job(backend: Backend, target: str, *, options: BackendOptions | dict | None = None,

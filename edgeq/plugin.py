@@ -9,7 +9,8 @@ change between releases; what is named here changes only with a note in ARCHITEC
     the model          HeadSpec, HeadLayout, attach_head, HEAD_PREFIX, INPUT_NAME, OUTPUT_NAME, Detector,
                        export_onnx
     running            Runner, BatchNotSupported, OnnxRuntimeRunner
-    toolchains         ToolchainSpec, WorkerCall, run_worker (edgeq.toolchains: the worker protocol)
+    toolchains         ToolchainSpec, WorkerCall, run_worker (edgeq.toolchains: the worker protocol),
+                       ToolkitLayerErrors (a toolkit's own per-layer error, for `edgeq analyze`)
     errors             EdgeqError, StageError, MissingDependencyError, PluginError
     plumbing           bar, log, cache_dir, cpus (the CPUs this process may use: a --jobs worker's share),
                        importable (whether a dotted module can be imported, without importing it)
@@ -32,6 +33,7 @@ from edgeq.backend import (
     Role,
     Status,
     TargetProfile,
+    ToolkitLayerErrors,
     load_profiles,
 )
 from edgeq.env import cache_dir, cpus, importable
@@ -51,7 +53,8 @@ __all__ = [
     "HeadLayout", "HeadSpec", "HigherPrecision", "Job", "Layer", "MissingDependencyError", "OnnxRuntimeRunner",
     "PluginError", "Precision", "QuantAwareTraining", "QuantPlan", "QuantScheme", "Role", "RuleTable", "Runner",
     "ScaleTie",
-    "Severity", "WHOLE_MODEL", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec", "WorkerCall",
+    "Severity", "WHOLE_MODEL", "StageError", "Status", "TargetProfile", "TensorInfo", "ToolchainSpec",
+    "ToolkitLayerErrors", "WorkerCall",
     "attach_head", "bar", "cache_dir", "collect_histograms", "cpus", "importable", "export_onnx", "load_profiles", "log",
     "onnx_layers", "predicate", "run_worker", "tensor_infos", "tied_groups",
 ]

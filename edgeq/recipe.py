@@ -41,6 +41,9 @@ class AnalysisConfig(_Strict):
     metric_images: int = Field(16, ge=1, description="calibration images the MSE/SNR/cosine are measured on")
     map_layers: int = Field(8, ge=0, description="top layers (by the cheap metrics) also scored by mAP")
     map_images: int = Field(50, ge=1, description="evaluation images for those mAP figures")
+    toolkit_images: int = Field(2, ge=0, description="calibration images the target's own toolkit measures its "
+                                "per-layer error on, where it has such a tool (rknn-toolkit2's accuracy_analysis); "
+                                "0: skip it")
 
 
 class SearchConfig(_Strict):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,7 @@ from edgeq.plugin import (
     RuleTable,
     TargetProfile,
     ToolchainSpec,
+    ToolkitLayerErrors,
     WorkerCall,
     attach_head,
     load_profiles,
@@ -137,14 +139,7 @@ class RknnBackend(Backend):
         kept = f", {len(job.keep_float)} layer(s) in float16 (hybrid quantization)" if job.keep_float else ""
         for suffix, source, layout, role, head, where in variants:
             path = out / f"model-{tag}{suffix}.rknn"
-            work = {"mode": "build", "onnx": str(source), "out": str(path), "dataset": str(dataset),
-                    "target_platform": job.profile.platform, "quantize": quantized,
-                    "quantized_dtype": "w8a8" if not quantized else opts.dtype,
-                    "quantized_algorithm": ALGORITHMS[job.calibration_method],
-                    "quantized_method": "channel" if opts.per_channel else "layer",
-                    "optimization_level": opts.optimization_level, "imgsz": job.head.imgsz,
-                    **hybrid_layers(job.graph(source).graph, job.keep_float if quantized else ()),
-                    "toolkit_version": TOOLKIT_VERSION, "version_why": VERSION_WHY}
+            work = _conversion(job, source, dataset, mode="build", out=str(path))
             name = f"{job.target}-{tag}{suffix}"
             log(f"{job.target}: rknn-toolkit2 converting {source.name} -> {path.name} "
                 f"({len(job.calibration)} calibration images, {work['quantized_algorithm']}{kept})")
@@ -167,6 +162,36 @@ class RknnBackend(Backend):
                 companions=(head_json,) if layout is HeadLayout.DETACHED else ()))
         return BuildResult(artifacts)
 
+    def toolkit_layer_errors(self, job: Job, images: int) -> ToolkitLayerErrors:
+        """rknn-toolkit2's accuracy_analysis on the deployable conversion (the body, the job's calibration, no
+        layers kept): each op's output in the simulator against the toolkit's float run, "single" (the op fed the
+        float input, so errors do not accumulate), on the first `images` calibration images; an edgeq layer gets
+        the worst of the toolkit ops that compute it (a SiLU conv: the conv and its fused exSwish)."""
+        scratch = _scratch()
+        dataset = _calibration_files(job, scratch)
+        paths = dataset.read_text().split()[:images]
+        work = {**_conversion(replace(job, keep_float=()), job.body_onnx, dataset, mode="accuracy"), "images": paths}
+        log(f"{job.target}: rknn-toolkit2 accuracy_analysis on {len(paths)} calibration image(s)")
+        found = run_worker(self.toolchain.python_path(), WorkerCall(
+            script=HERE / "worker.py", job=work, workdir=scratch / "accuracy",
+            log=job.log_dir / f"{job.target}-accuracy-analysis.log", stage="rknn-accuracy",
+            timeout_s=job.options.timeout_s))
+        by_tensor = found["cosine"]
+        graph = job.graph(job.body_onnx).graph
+        consumers: dict[str, list] = {}
+        for n in graph.node:
+            for t in n.input:
+                consumers.setdefault(t, []).append(n)
+        cosine = {}
+        for node in graph.node:
+            ends = [t for t in dict.fromkeys((*node.output, *(_silu_end(o, consumers) for o in node.output)))
+                    if t in by_tensor]
+            if ends:
+                cosine[node.name] = min(by_tensor[t] for t in ends)
+        return ToolkitLayerErrors(tool=f"rknn-toolkit2 {found['toolkit_version']} accuracy_analysis (simulator)",
+                                  metric="single-layer output cosine against the toolkit's float run",
+                                  images=len(paths), cosine=cosine)
+
     def _runner(self, path: Path, source: Path, simulate: dict, call: WorkerCall, version: str):
         """Opens the simulator on `path`: a worker converting `source` again (see runner.py)."""
         from edgeq_rknn.runner import RknnSimulatorRunner
@@ -182,6 +207,19 @@ class RknnBackend(Backend):
                        "inside the file (mean 0, std 255). infer.py passes it so; a C program passes the same bytes.",
             run_example="python3 infer.py image.jpg                        # the deployable file, head decoded here\n"
                         "python3 infer.py image.jpg --core-mask 0_1_2      # RK3588: all three NPU cores")
+
+
+def _conversion(job: Job, source: Path, dataset: Path, **fields) -> dict:
+    """The worker's job for converting `source` as `job` says (dtype, algorithm, granularity, kept layers)."""
+    opts: RknnOptions = job.options
+    quantized = opts.dtype != "fp16"
+    return {"onnx": str(source), "dataset": str(dataset), "target_platform": job.profile.platform,
+            "quantize": quantized, "quantized_dtype": "w8a8" if not quantized else opts.dtype,
+            "quantized_algorithm": ALGORITHMS[job.calibration_method],
+            "quantized_method": "channel" if opts.per_channel else "layer",
+            "optimization_level": opts.optimization_level, "imgsz": job.head.imgsz,
+            **hybrid_layers(job.graph(source).graph, job.keep_float if quantized else ()),
+            "toolkit_version": TOOLKIT_VERSION, "version_why": VERSION_WHY, **fields}
 
 
 def _precision(dtype: str, head: str | None, kept: tuple[str, ...] = ()) -> Precision:

@@ -4,6 +4,8 @@ protobuf 4.25), where edgeq is not installed, through edgeq's worker protocol (`
     mode "build"     load the ONNX, configure (mean/std, target platform, dtype, algorithm, granularity), quantize
                      on the calibration set (with `float16_layers`: the toolkit's two-step hybrid quantization,
                      those layers in float16 on the NPU), export the .rknn
+    mode "accuracy"  the same conversion, then the toolkit's accuracy_analysis (each op in the simulator against
+                     its float run) on the given images: tensor -> single-layer cosine
     mode "simulate"  the same conversion, then the toolkit's simulator (`init_runtime()` with no target) serving
                      inference requests over a Unix socket the parent listens on, until it says "close" or hangs up
 
@@ -41,12 +43,38 @@ def run(job):
             _check(rknn.export_rknn(job["out"]), "rknn-export", f"export_rknn({job['out']})")
             log(f"exported {job['out']} in {built_s:.1f} s")
             return {"toolkit_version": found, "build_seconds": round(built_s, 1)}
+        if job["mode"] == "accuracy":
+            return {"toolkit_version": found, "cosine": _accuracy(rknn, job["images"])}
         _same_as_shipped(rknn, job)
         _check(rknn.init_runtime(), "rknn-simulator", "init_runtime() (the simulator)")
         served = _serve(rknn, job["socket"])
         return {"toolkit_version": found, "build_seconds": round(built_s, 1), "images": served}
     finally:
         rknn.release()
+
+
+def _accuracy(rknn, images):
+    """accuracy_analysis on each image (the simulator against the toolkit's float run): tensor -> the mean over
+    the images of its "single" cosine (each op fed the float input), read from the toolkit's error_analysis.txt,
+    whose rows are `[Op] tensor  entire_cos | entire_euc  single_cos | single_euc`."""
+    import re
+
+    row = re.compile(r"^\[(\w+)\]\s+(\S+)\s+([-\d.]+)\s*\|\s*\S+\s+([-\d.]+)\s*\|")
+    sums, counts = {}, {}
+    for i, path in enumerate(images):
+        folder = f"snapshot-{i}"
+        _check(rknn.accuracy_analysis(inputs=[path], output_dir=folder), "rknn-accuracy",
+               f"accuracy_analysis({path})")
+        with open(os.path.join(folder, "error_analysis.txt"), encoding="utf-8") as f:
+            for line in f:
+                m = row.match(line)
+                if m and m.group(1) not in ("Input", "exDataConvert"):
+                    sums[m.group(2)] = sums.get(m.group(2), 0.0) + float(m.group(4))
+                    counts[m.group(2)] = counts.get(m.group(2), 0) + 1
+    if not sums:
+        raise Failure("rknn-accuracy", "accuracy_analysis wrote no per-layer rows (error_analysis.txt unread)")
+    log(f"accuracy_analysis: {len(sums)} tensors on {len(images)} image(s)")
+    return {t: round(sums[t] / counts[t], 6) for t in sums}
 
 
 def _toolkit_version():

@@ -28,6 +28,7 @@ class AnalysisReport:
     float_layers: dict[str, str] = field(default_factory=dict)
     head_layers: list[str] = field(default_factory=list)  # decode-head layers kept in float by the head treatment
     timings_s: dict[str, float] = field(default_factory=dict)
+    toolkit: dict[str, Any] = field(default_factory=dict)  # tool, metric, images of the layers' toolkit_cosine
 
     def write(self, folder: Path) -> None:
         (folder / "analysis.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -35,15 +36,19 @@ class AnalysisReport:
         self.plot(folder / "analysis.png")
 
     def table(self, limit: int | None = None) -> str:
+        toolkit = " toolkit cosine |" if self.toolkit else ""
         lines = [("| rank | layer | op | MSE | SNR (dB) | cosine | rank by mse/snr/cos (together) | mAP50-95 alone | "
-                  "drop | already treated |"), "|---:|---|---|---:|---:|---:|---|---:|---:|---|"]
+                  f"drop |{toolkit} already treated |"),
+                 "|---:|---|---|---:|---:|---:|---|---:|---:|" + ("---:|" if self.toolkit else "") + "---|"]
         for s in self.layers[:limit]:
             r = s["ranks"]
             mapped = "" if s["map50_95"] is None else f"{s['map50_95']:.2f}"
             drop = "" if s["drop_map50_95"] is None else f"{s['drop_map50_95']:.2f}"
+            vendor = "" if not self.toolkit else \
+                f" {'' if s.get('toolkit_cosine') is None else format(s['toolkit_cosine'], '.5f')} |"
             lines.append(f"| {s['rank']} | `{s['name']}` | {s['op']} | {s['mse']:.3g} | {s['snr_db']:.1f} | "
-                         f"{s['cosine']:.6f} | {r['mse']}/{r['snr']}/{r['cosine']} ({r['cheap']}) | {mapped} | {drop} | "
-                         f"{'; '.join(s['marks'])} |")
+                         f"{s['cosine']:.6f} | {r['mse']}/{r['snr']}/{r['cosine']} ({r['cheap']}) | {mapped} | {drop} |"
+                         f"{vendor} {'; '.join(s['marks'])} |")
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -71,6 +76,12 @@ class AnalysisReport:
             special.append("kept float by --keep-float (not ranked): " + ", ".join(f"`{n}`" for n in self.keep_float))
         if special:
             parts += ["Already treated specially: " + "; ".join(special) + ".", ""]
+        if self.toolkit:
+            t = self.toolkit
+            parts += [f"Toolkit cosine: {t['tool']}, {t['metric']}, on {t['images']} calibration image(s), the "
+                      "worst of the ops the toolkit runs for the layer: the vendor's own view, where fused ops and "
+                      "its requantization are what the chip runs; a layer low there and not in the emulation "
+                      "is worth a --keep-float trial.", ""]
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())
         parts += [self.table(), "", ("Keep the top layers in float with `--keep-float NAME,NAME` or let "
                                      f"`edgeq export --max-drop X` search in this order. Timings: {timings}"), ""]

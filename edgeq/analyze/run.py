@@ -61,8 +61,13 @@ def _analyze(request: ExportRequest, backend, options, staging: Path) -> Analysi
                          "all-int8:" + ",".join(job.keep_float))
         scorer.save()
     marks = _marks(job, plan, backend)
+    toolkit = None
+    if settings.toolkit_images and not backend.missing(job.target):
+        with timer.stage("toolkit"):
+            toolkit = backend.toolkit_layer_errors(job, settings.toolkit_images)
     for s in scores:
         s.marks = marks.get(s.name, [])
+        s.toolkit_cosine = toolkit.cosine.get(s.name) if toolkit else None
     head_layers = [n for n, info in analysis.qgraph.layers.items() if info.in_head]
     shutil.rmtree(staging / ".work", ignore_errors=True)  # the FP32 ONNX pair: rebuilt by any export
     return AnalysisReport(
@@ -72,7 +77,8 @@ def _analyze(request: ExportRequest, backend, options, staging: Path) -> Analysi
                 "data": str(intake.data_path)},
         fp32_map50_95=round(fp32_map, 2), all_int8_map50_95=round(all_map, 2), layers=[asdict(s) for s in scores],
         keep_float=list(job.keep_float), float_layers=dict(plan.float_layers),
-        head_layers=[] if plan.head_quantized else head_layers, timings_s=timer.timings)
+        head_layers=[] if plan.head_quantized else head_layers, timings_s=timer.timings,
+        toolkit={"tool": toolkit.tool, "metric": toolkit.metric, "images": toolkit.images} if toolkit else {})
 
 
 def _marks(job, plan, backend) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ class LayerScore:
     map50_95: float | None = None  # with only this layer quantized (None: not among the top layers evaluated)
     drop_map50_95: float | None = None  # against the FP32 ONNX on the same images
     marks: list[str] = field(default_factory=list)  # what the head / rule tables already do with this layer
+    toolkit_cosine: float | None = None  # the target toolkit's own per-layer figure (ToolkitLayerErrors), if any
 
 
 class MemoryRunner(Runner):

@@ -141,11 +141,13 @@ class RknnBackend(Backend):
             path = out / f"model-{tag}{suffix}.rknn"
             work = _conversion(job, source, dataset, mode="build", out=str(path))
             name = f"{job.target}-{tag}{suffix}"
+            # a search step's logs beside the deployable's, not over them (the step's artifact is named -keepN too)
+            logged = f"{name}-keep{len(job.keep_float)}" if job.keep_float else name
             log(f"{job.target}: rknn-toolkit2 converting {source.name} -> {path.name} "
                 f"({len(job.calibration)} calibration images, {work['quantized_algorithm']}{kept})")
             built = run_worker(self.toolchain.python_path(), WorkerCall(
                 script=HERE / "worker.py", job=work, workdir=scratch / f"build{suffix}",
-                log=job.log_dir / f"{name}-build.log", stage="rknn-build", timeout_s=opts.timeout_s))
+                log=job.log_dir / f"{logged}-build.log", stage="rknn-build", timeout_s=opts.timeout_s))
             simulate = {**work, "mode": "simulate", 
                         "socket": str(scratch / f"sim{suffix}.sock")}
             artifacts.append(Artifact(
@@ -156,7 +158,7 @@ class RknnBackend(Backend):
                      f"{work['quantized_algorithm']}{kept}); {where}; scored by the toolkit's simulator",
                 open_runner=self._runner(path, source, simulate, WorkerCall(
                     script=HERE / "worker.py", job=simulate, workdir=scratch / f"simulate{suffix}",
-                    log=job.log_dir / f"{name}-simulator.log", stage="rknn-simulator", timeout_s=opts.timeout_s),
+                    log=job.log_dir / f"{logged}-simulator.log", stage="rknn-simulator", timeout_s=opts.timeout_s),
                     built["toolkit_version"]),
                 extra={"toolkit": f"rknn-toolkit2 {built['toolkit_version']}", "build_seconds": built["build_seconds"]},
                 companions=(head_json,) if layout is HeadLayout.DETACHED else ()))

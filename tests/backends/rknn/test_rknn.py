@@ -163,8 +163,9 @@ def test_the_search_keeps_the_ruinous_layer_in_float16(cli, tmp_path, outlier_pt
     chosen = next(s for s in search["steps"] if s["artifact"] == search["chosen"])
     assert OUTLIER_LAYER in chosen["kept"] and chosen["drop_map50_95"] <= 1.0
     assert (out / chosen["path"]).read_bytes()[:4] == b"RKNN"
-    logs = "".join(p.read_text() for p in (out / "logs").glob("*build.log"))
-    assert "hybrid quantization:" in logs and "of them the kept layers' inputs" in logs
+    step_log = (out / "logs" / f"rk3588-int8-keep{len(chosen['kept'])}-build.log").read_text()
+    assert "hybrid quantization:" in step_log and "of them the kept layers' inputs" in step_log
+    assert "hybrid quantization:" not in (out / "logs" / "rk3588-int8-build.log").read_text()  # the all-INT8 start
 
 
 def test_keeping_layers_of_an_fp16_build_is_refused(cli, tmp_path, small_data):

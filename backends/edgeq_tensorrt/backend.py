@@ -338,7 +338,11 @@ class DlaCachePipeline:
         model = job.graph(source)  # read-only here: the emulation and the emitters copy what they change
         fp16 = _fp16_layers(model, job, opts)
         job.fallback.enforce(_unscaled_placement(job).findings)  # before calibration; the same report `check` made
-        calibration = self._calibrate(job, source, model, work)
+        # the scales do not depend on the kept layers (on DLA a kept layer keeps its scales and runs FP16 by layer
+        # precision): one calibration serves the export and every step of its --max-drop search
+        calibration = job.once(("dla-calibration", str(source), job.calibration_method, id(job.calibration),
+                                len(job.calibration), job.qat_onnx is not None),
+                               lambda: self._calibrate(job, source, model, work))
         # the rules again, now with the scales (unequal Concat scales move layers off the DLA)
         report = check_onnx(model, calibration.scales, fp16, opts.input_format)
         job.fallback.enforce(report.findings)

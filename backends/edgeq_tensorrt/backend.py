@@ -39,6 +39,7 @@ from edgeq.plugin import (
     Severity,
     TargetProfile,
     load_profiles,
+    log,
 )
 
 HERE = Path(__file__).parent
@@ -388,6 +389,7 @@ class DlaCachePipeline:
         from edgeq_tensorrt.translate import precision_config, translate_model
         from edgeq_tensorrt.unify import unify_scales
 
+        log(f"{job.target}: calibrating INT8 scales on {len(job.calibration)} images ({job.calibration_method})")
         qdq, method = calibrate_qdq(job, source, work / "ptq-dla.onnx", work, target_dla=True,
                                     log_path=job.log_dir / "dla-ptq.log")
         raw = work / "ptq-dla.onnx"

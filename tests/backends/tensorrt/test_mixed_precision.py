@@ -45,6 +45,10 @@ def test_search_keeps_the_ruinous_layer_out_of_int8(cli, tmp_path, target, outli
         assert f"{OUTLIER_LAYER}:fp16" in script and "/cv2.0/cv2.0.0/act/Mul:fp16" in script
         precision = json.loads((out / "search" / "step-1" / "dla" / "tensorrt10" / "model-precision.json").read_text())
         assert OUTLIER_LAYER in precision["fp16_layers"]
+        # one calibration for the export and its steps: the kept layer keeps its scales (FP16 by layer precision)
+        assert err.count("dla: calibrating INT8 scales") == 1
+        step_cache = out / "search" / "step-1" / "dla" / "tensorrt10" / "model.cache"
+        assert step_cache.read_bytes() == (out / "dla" / "tensorrt10" / "model.cache").read_bytes()
 
 
 def test_percentile_ranges_replace_modelopt_scales(cli, tmp_path, demo_pt, small_data):

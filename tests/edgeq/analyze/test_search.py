@@ -96,6 +96,18 @@ def test_search_stops_when_the_latency_gain_is_gone():
     assert built == [["forced", "l1"]] and result.chosen is None and "latency gain gone" in result.stopped
 
 
+def test_a_step_timed_within_the_noise_of_fp32_does_not_end_the_search():
+    """A step 5% over FP32's median is inside the timing noise (LATENCY_NOISE): the search goes on to the next."""
+
+    def build(step, kept):
+        drop = 0.5 if len(kept) == 2 else 5.0
+        return StepResult(step, kept, f"a{step}", f"p{step}", map50_95=50.0, drop_map50_95=drop, latency_ms=10.5)
+
+    start = StepResult(0, [], "a0", "p0", map50_95=45.0, drop_map50_95=10.0, latency_ms=5.0)
+    result = run_search(start, ["l1", "l2", "l3"], [], 1.0, 16, scheme(), build, lambda: 10.0, lambda m: None)
+    assert result.chosen == "a2" and result.stopped == "within budget with 2 layer(s) kept"
+
+
 def test_a_whole_model_higher_precision_is_one_step_with_no_ranking():
     from edgeq.analyze.scheme import WHOLE_MODEL, HigherPrecision
 

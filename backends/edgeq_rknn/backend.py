@@ -180,10 +180,7 @@ class RknnBackend(Backend):
             timeout_s=job.options.timeout_s))
         by_tensor = found["cosine"]
         graph = job.graph(job.body_onnx).graph
-        consumers: dict[str, list] = {}
-        for n in graph.node:
-            for t in n.input:
-                consumers.setdefault(t, []).append(n)
+        _, _, consumers = _links(graph)
         cosine = {}
         for node in graph.node:
             ends = [t for t in dict.fromkeys((*node.output, *(_silu_end(o, consumers) for o in node.output)))
@@ -239,12 +236,7 @@ def hybrid_layers(graph, layers: tuple[str, ...]) -> dict[str, list]:
     output, and an input written by a SiLU brings the conv output inside it: the NPU runs the pair as one fused
     op (exSwish) with the conv output stored in INT8 between them."""
     nodes = {n.name: n for n in graph.node}
-    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
-    producers = {o: n for n in graph.node for o in n.output}
+    consts, producers, consumers = _links(graph)
     pairs, inputs = [], []
     for name in layers:
         node = nodes.get(name)
@@ -262,6 +254,17 @@ def hybrid_layers(graph, layers: tuple[str, ...]) -> dict[str, list]:
             if producer is not None and producer.op_type == "Mul" and _silu_end(producer.input[0], consumers) == tensor:
                 inputs.append(producer.input[0])
     return {"float16_layers": pairs, "float16_inputs": list(dict.fromkeys(inputs))}
+
+
+def _links(graph) -> tuple[set[str], dict[str, object], dict[str, list]]:
+    """The graph's constant tensors, tensor -> producing node, and tensor -> consuming nodes."""
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    return consts, producers, consumers
 
 
 def _silu_end(tensor: str, consumers: dict) -> str:
